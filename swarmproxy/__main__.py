@@ -1,0 +1,3 @@
+from swarmproxy.cli import main
+
+raise SystemExit(main())

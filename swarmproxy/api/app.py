@@ -1,0 +1,85 @@
+"""The HTTP front: the application and the listeners it serves on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from swarmproxy.api import middleware, routes
+from swarmproxy.api.context import CLUSTER, CONFIG
+from swarmproxy.cluster import Cluster
+from swarmproxy.config import Config
+from swarmproxy.log import log_event
+
+log = logging.getLogger("swarmproxy.server")
+
+# A container config can carry a large environment; archives stream and are not bounded.
+MAX_BODY = 64 * 1024 * 1024
+
+
+def make_app(cluster: Cluster, config: Config) -> web.Application:
+    app = web.Application(
+        middlewares=[middleware.request_log, middleware.docker_errors, middleware.api_version],
+        client_max_size=MAX_BODY,
+    )
+    app[CLUSTER] = cluster
+    app[CONFIG] = config
+    app.on_response_prepare.append(middleware.daemon_headers)
+    routes.register(app)
+    return app
+
+
+def _remove_stale_socket(path: str) -> None:
+    """A socket file left by an earlier run would make the bind fail."""
+    with contextlib.suppress(FileNotFoundError):
+        if Path(path).is_socket():
+            os.unlink(path)
+
+
+async def start_listeners(runner: web.AppRunner, addresses: list[str]) -> None:
+    for address in addresses:
+        site: web.BaseSite
+        if address.startswith("unix://"):
+            path = address[len("unix://") :]
+            _remove_stale_socket(path)
+            site = web.UnixSite(runner, path)
+        else:
+            host, _, port = address[len("tcp://") :].rpartition(":")
+            site = web.TCPSite(runner, host, int(port), reuse_address=True)
+        await site.start()
+        log_event(log, logging.INFO, "listening", address=address)
+
+
+async def serve(config: Config, cluster: Cluster | None = None) -> None:
+    """Run until SIGTERM or SIGINT."""
+    cluster = cluster or Cluster.from_config(config)
+    await cluster.start()
+    app = make_app(cluster, config)
+    # A client that goes away cancels its handler, and with it the request to the node.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await start_listeners(runner, config.server.listen)
+        log_event(
+            log,
+            logging.INFO,
+            "serving",
+            nodes=len(cluster.nodes),
+            ready=len(cluster.ready_nodes()),
+            storage=config.storage.url.split("@")[-1],
+        )
+        await stop.wait()
+    finally:
+        log_event(log, logging.INFO, "shutting down")
+        await runner.cleanup()
+        await cluster.close()

@@ -1,0 +1,47 @@
+"""What a handler gets beside its request: the cluster, and the target the router resolved."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from swarmproxy.cluster import Cluster, Node
+from swarmproxy.config import Config
+
+CLUSTER = web.AppKey("cluster", Cluster)
+CONFIG = web.AppKey("config", Config)
+TARGET_KEY = "swarmproxy.target"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a request for one container or exec goes."""
+
+    node: Node
+    # The resolved full container ID, or the exec ID.
+    id: str
+    # The path to send to the node: the version prefix, the full ID, the query string.
+    path: str
+    # The container's name as the index knows it.
+    name: str = ""
+
+
+def cluster_of(request: web.Request) -> Cluster:
+    return request.app[CLUSTER]
+
+
+def target_of(request: web.Request) -> Target:
+    target: Target = request[TARGET_KEY]
+    return target
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    # The daemon's encoder ends every JSON body with a newline.
+    return web.Response(
+        status=status,
+        body=json.dumps(data, separators=(",", ":")).encode() + b"\n",
+        content_type="application/json",
+    )

@@ -1,0 +1,108 @@
+"""How a request is forwarded to a node and how the node's answer is relayed: the one place.
+
+Bodies stream both ways with back-pressure and are never read whole, except where a
+handler asks for the answer's bytes to learn from them (an ID to index).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from swarmproxy.cluster.node import Node
+from swarmproxy.log import log_event
+
+log = logging.getLogger("swarmproxy.forward")
+
+# Per connection, never forwarded (RFC 9110 §7.6.1), plus what the client library sets.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+# A response marked with this key came from a node; it keeps the node's own headers.
+NODE_KEY = "swarmproxy.node"
+STREAM_CHUNK = 256 * 1024
+
+
+def filtered(headers: Any, drop: Iterable[str] = ()) -> CIMultiDict[str]:
+    skip = HOP_BY_HOP | {h.lower() for h in drop}
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
+
+
+def upstream_headers(request: web.BaseRequest) -> CIMultiDict[str]:
+    headers = filtered(request.headers)
+    length = request.headers.get("Content-Length")
+    if length is not None:
+        # A fixed-length body stays fixed-length; otherwise aiohttp sends it chunked.
+        headers["Content-Length"] = length
+    return headers
+
+
+def upstream_path(request: web.Request, path: str) -> str:
+    """`path` under the client's version prefix, with the client's query string."""
+    version = request.match_info.get("version")
+    prefix = f"/v{version}" if version else ""
+    query = request.query_string
+    return f"{prefix}{path}?{query}" if query else f"{prefix}{path}"
+
+
+async def forward(
+    request: web.Request, node: Node, path: str, *, body: bytes | None = None
+) -> web.StreamResponse:
+    """Send the request on to `node` at `path` (already under the version prefix)."""
+    data: Any = body if body is not None else (request.content if request.body_exists else None)
+    async with node.client.request(
+        request.method, path, headers=upstream_headers(request), data=data
+    ) as upstream:
+        return await relay(request, upstream, node)
+
+
+async def relay(
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    node: Node,
+    *,
+    body: bytes | None = None,
+) -> web.StreamResponse:
+    """Answer the client with the node's status and headers and `body`, or the node's own
+    body streamed through."""
+    out = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+    out.headers.extend(filtered(upstream.headers))
+    out[NODE_KEY] = node
+    if body is not None:
+        out.content_length = len(body)
+    elif upstream.content_length is not None and "Transfer-Encoding" not in upstream.headers:
+        out.content_length = upstream.content_length
+    await out.prepare(request)
+    if body is not None:
+        await out.write(body)
+    elif request.method != "HEAD":
+        try:
+            async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
+                await out.write(chunk)
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
+            # The status is sent already: the only honest signal left is to cut the
+            # client's connection, so that it sees a truncated stream, not a clean end.
+            error = node.client.unavailable(e)
+            log_event(log, logging.WARNING, "stream cut", node=node.name, error=error.message)
+            if request.transport is not None:
+                request.transport.close()
+            return out
+    await out.write_eof()
+    return out

@@ -1,0 +1,1 @@
+"""Handlers, one module per resource as docker-py lays out its API."""

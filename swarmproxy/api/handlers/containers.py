@@ -1,0 +1,192 @@
+"""Container endpoints that need more than a plain forward: they keep the index true."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from swarmproxy.api.context import cluster_of, json_response, target_of
+from swarmproxy.api.forward import forward, relay, upstream_headers, upstream_path
+from swarmproxy.cluster import Node
+from swarmproxy.cluster.listing import merge_containers
+from swarmproxy.errors import BadRequest, DockerError, NodeUnavailable
+from swarmproxy.scheduler import SchedulingRequest
+
+T = TypeVar("T")
+
+# The daemon's own rule for names (daemon/names.go).
+VALID_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
+def _check_name(name: str) -> None:
+    if not VALID_NAME.match(name):
+        raise BadRequest(
+            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+
+
+def _config(body: bytes) -> dict[str, Any]:
+    try:
+        config = json.loads(body) if body else {}
+    except ValueError:
+        return {}  # the node answers malformed JSON with the daemon's own 400
+    return config if isinstance(config, dict) else {}
+
+
+def _shielded(coroutine: Coroutine[Any, Any, T]) -> Awaitable[T]:
+    """Run to the end even if the client goes away: what a node did must reach the index."""
+    task = asyncio.ensure_future(coroutine)
+    # Nobody may await it after a cancel: fetch its outcome so it is never reported lost.
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return asyncio.shield(task)
+
+
+Learn = Callable[[int, bytes], Awaitable[bytes | None]]
+
+
+async def _exchange(
+    request: web.Request, node: Node, path: str, learn: Learn, body: bytes | None = None
+) -> web.StreamResponse:
+    """Send the request to `node`, read its (small) answer, let `learn` index what it says
+    (and perhaps return other bytes to send), then relay it."""
+
+    async def run() -> web.StreamResponse:
+        async with node.client.request(
+            request.method, path, headers=upstream_headers(request), data=body
+        ) as upstream:
+            payload = await upstream.read()
+            replaced = await learn(upstream.status, payload)
+            return await relay(
+                request, upstream, node, body=payload if replaced is None else replaced
+            )
+
+    return await _shielded(run())
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    cluster = cluster_of(request)
+    name = request.query.get("name", "")
+    if name:
+        _check_name(name)
+    body = await request.read()
+    claim = await cluster.claim_name(name) if name else None
+
+    async def learn(status: int, payload: bytes) -> None:
+        if status == 201:
+            await cluster.container_created(json.loads(payload)["Id"], node, claim)
+        else:
+            await cluster.release_claim(claim)
+
+    try:
+        node = await cluster.schedule(SchedulingRequest(name=name, config=_config(body)))
+        return await _exchange(
+            request, node, upstream_path(request, "/containers/create"), learn, body
+        )
+    except BaseException:
+        # Idempotent: a claim that became a container's name is not released by this.
+        await _shielded(cluster.release_claim(claim))
+        raise
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    cluster = cluster_of(request)
+    path = upstream_path(request, "/containers/json")
+    per_node: list[tuple[Node, list[dict[str, Any]]]] = []
+    for node, result in await cluster.fan_out(lambda n: n.client.json("GET", path)):
+        if isinstance(result, NodeUnavailable):
+            continue
+        if isinstance(result, BaseException):
+            raise result
+        status, body = result
+        if status != 200:
+            # Every node judges the query alike (a bad filter): its answer is the answer.
+            raise DockerError(body.get("message", "listing failed"), status)
+        per_node.append((node, body or []))
+    try:
+        limit = int(request.query.get("limit", "0") or 0)
+    except ValueError:
+        limit = 0
+    return json_response(merge_containers(per_node, limit))
+
+
+async def prune(request: web.Request) -> web.Response:
+    cluster = cluster_of(request)
+    path = upstream_path(request, "/containers/prune")
+    deleted: list[str] = []
+    reclaimed = 0
+    for _node, result in await cluster.fan_out(lambda n: n.client.json("POST", path)):
+        if isinstance(result, NodeUnavailable):
+            continue
+        if isinstance(result, BaseException):
+            raise result
+        status, body = result
+        if status != 200:
+            raise DockerError(body.get("message", "prune failed"), status)
+        deleted.extend(body.get("ContainersDeleted") or [])
+        reclaimed += body.get("SpaceReclaimed") or 0
+    await _shielded(cluster.forget_containers(deleted))
+    return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+
+
+async def inspect(request: web.Request) -> web.StreamResponse:
+    target = target_of(request)
+
+    async def learn(status: int, payload: bytes) -> bytes | None:
+        if status != 200 or not payload.startswith(b"{"):
+            return None
+        # Splice the node in (classic Swarm's `Node`) without re-encoding the daemon's JSON.
+        node = json.dumps(target.node.describe(), separators=(",", ":")).encode()
+        return b'{"Node":' + node + b"," + payload[1:]
+
+    return await _exchange(request, target.node, target.path, learn)
+
+
+async def remove(request: web.Request) -> web.StreamResponse:
+    target = target_of(request)
+    cluster = cluster_of(request)
+
+    async def learn(status: int, payload: bytes) -> None:
+        if status in (204, 404):
+            await cluster.forget_container(target.id)
+
+    return await _exchange(request, target.node, target.path, learn)
+
+
+async def rename(request: web.Request) -> web.StreamResponse:
+    target = target_of(request)
+    cluster = cluster_of(request)
+    new_name = request.query.get("name", "").removeprefix("/")
+    if not new_name or new_name == target.name:
+        # The node gives the daemon's own answer to an empty or unchanged name.
+        return await forward(request, target.node, target.path)
+    _check_name(new_name)
+    claim = await cluster.claim_name(new_name)
+
+    async def learn(status: int, payload: bytes) -> None:
+        if status == 204:
+            await cluster.container_renamed(target.id, target.name, claim)
+        else:
+            await cluster.release_claim(claim)
+
+    try:
+        return await _exchange(request, target.node, target.path, learn)
+    except BaseException:
+        await _shielded(cluster.release_claim(claim))
+        raise
+
+
+async def exec_create(request: web.Request) -> web.StreamResponse:
+    target = target_of(request)
+    cluster = cluster_of(request)
+    body = await request.read()
+
+    async def learn(status: int, payload: bytes) -> None:
+        if status == 201:
+            await cluster.exec_created(json.loads(payload)["Id"], target.id)
+
+    return await _exchange(request, target.node, target.path, learn, body)

@@ -1,0 +1,115 @@
+"""What every request goes through: the request log, the daemon's error bodies, the API
+version check, and the daemon's headers on what the proxy answers itself."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from swarmproxy import __version__
+from swarmproxy.api.context import CLUSTER, TARGET_KEY
+from swarmproxy.api.forward import NODE_KEY
+from swarmproxy.cluster import versions
+from swarmproxy.errors import DockerError
+from swarmproxy.log import log_event
+from swarmproxy.storage import StorageError
+
+log = logging.getLogger("swarmproxy.http")
+
+SERVER = f"swarmproxy/{__version__} (linux)"
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps({"message": message}).encode() + b"\n",
+        content_type="application/json",
+    )
+
+
+def _node_name(request: web.Request, response: web.StreamResponse | None) -> str:
+    if response is not None and NODE_KEY in response:
+        return str(response[NODE_KEY].name)
+    target = request.get(TARGET_KEY)
+    return target.node.name if target is not None else ""
+
+
+@web.middleware
+async def request_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        return response
+    finally:
+        log_event(
+            log,
+            logging.INFO,
+            "request",
+            method=request.method,
+            path=request.path_qs,
+            status=response.status if response is not None else "aborted",
+            node=_node_name(request, response),
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+
+@web.middleware
+async def docker_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DockerError as e:
+        if e.status >= 500:
+            log_event(
+                log,
+                logging.WARNING,
+                "request failed",
+                path=request.path,
+                status=e.status,
+                error=e.message,
+            )
+        return error_response(e.status, e.message)
+    except StorageError as e:
+        log_event(log, logging.ERROR, "storage failed", path=request.path, error=str(e))
+        return error_response(503, f"storage unavailable: {e}")
+    except web.HTTPException as e:
+        if e.status in (404, 405):
+            # The daemon's router answers unknown paths and methods alike.
+            log_event(
+                log, logging.INFO, "unsupported endpoint", method=request.method, path=request.path
+            )
+            return error_response(404, "page not found")
+        return error_response(e.status, e.reason)
+    except ConnectionError:
+        raise  # the client is gone; nothing can be answered
+    except Exception as e:
+        log.exception("unexpected error", extra={"fields": {"path": request.path}})
+        return error_response(500, f"swarmproxy internal error: {e}")
+
+
+@web.middleware
+async def api_version(request: web.Request, handler: Handler) -> web.StreamResponse:
+    requested = request.match_info.get("version")
+    if requested:
+        cluster = request.app[CLUSTER]
+        problem = versions.check_request_version(
+            requested, cluster.api_version, cluster.min_api_version
+        )
+        if problem:
+            return error_response(400, problem)
+    return await handler(request)
+
+
+async def daemon_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """What a daemon sends on every answer; a node's own answers keep the node's."""
+    if NODE_KEY in response:
+        return
+    cluster = request.app[CLUSTER]
+    response.headers["Server"] = SERVER
+    response.headers.setdefault("Api-Version", cluster.api_version)
+    response.headers.setdefault("Docker-Experimental", "false")
+    response.headers.setdefault("Ostype", "linux")

@@ -1,0 +1,126 @@
+"""The routing table: for every endpoint, how it is routed. The one place that says so.
+
+Every route is served both bare and under a version prefix (`/v1.41/...`). A route `via`
+CONTAINER or EXEC gets its target (node, full ID, upstream path) resolved before its handler
+runs; its handler defaults to a plain forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from aiohttp import web
+
+from swarmproxy.api.context import TARGET_KEY, Target, cluster_of, target_of
+from swarmproxy.api.forward import forward, upstream_path
+from swarmproxy.api.handlers import containers, system
+from swarmproxy.api.hijack import hijacked_stream
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Via(Enum):
+    PROXY = "answered by the proxy"
+    ALL = "every node, merged"
+    SCHEDULER = "the node the scheduler picks"
+    CONTAINER = "the node of the container (full ID, unique prefix or name)"
+    EXEC = "the node of the exec's container"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    via: Via
+    handler: Handler | None = None
+
+
+async def pass_through(request: web.Request) -> web.StreamResponse:
+    target = target_of(request)
+    return await forward(request, target.node, target.path)
+
+
+C = "/containers/{id}"
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/_ping", Via.PROXY, system.ping),
+    Route("HEAD", "/_ping", Via.PROXY, system.ping),
+    Route("GET", "/version", Via.PROXY, system.version),
+    Route("GET", "/info", Via.ALL, system.info),
+    Route("GET", "/events", Via.ALL, system.events),
+    Route("POST", "/containers/create", Via.SCHEDULER, containers.create),
+    Route("GET", "/containers/json", Via.ALL, containers.list_containers),
+    Route("POST", "/containers/prune", Via.ALL, containers.prune),
+    Route("GET", f"{C}/json", Via.CONTAINER, containers.inspect),
+    Route("DELETE", C, Via.CONTAINER, containers.remove),
+    Route("POST", f"{C}/rename", Via.CONTAINER, containers.rename),
+    Route("POST", f"{C}/attach", Via.CONTAINER, hijacked_stream),
+    Route("POST", f"{C}/exec", Via.CONTAINER, containers.exec_create),
+    *(
+        Route("POST", f"{C}/{action}", Via.CONTAINER)
+        for action in (
+            "start",
+            "stop",
+            "restart",
+            "kill",
+            "pause",
+            "unpause",
+            "wait",
+            "update",
+            "resize",
+        )
+    ),
+    *(
+        Route("GET", f"{C}/{view}", Via.CONTAINER)
+        for view in (
+            "top",
+            "changes",
+            "logs",
+            "stats",
+            "export",
+            "archive",
+        )
+    ),
+    Route("PUT", f"{C}/archive", Via.CONTAINER),
+    Route("HEAD", f"{C}/archive", Via.CONTAINER),
+    Route("POST", "/exec/{id}/start", Via.EXEC, hijacked_stream),
+    Route("GET", "/exec/{id}/json", Via.EXEC),
+    Route("POST", "/exec/{id}/resize", Via.EXEC),
+)
+
+VERSION_PREFIX = r"/v{version:[0-9]+\.[0-9]+}"
+
+
+def _with_target(route: Route) -> Handler:
+    handler = route.handler or pass_through
+    if route.via is Via.CONTAINER:
+
+        async def for_container(request: web.Request) -> web.StreamResponse:
+            record, node = await cluster_of(request).locate_container(request.match_info["id"])
+            path = upstream_path(request, route.path.format(id=record.id))
+            request[TARGET_KEY] = Target(node, record.id, path, record.name)
+            return await handler(request)
+
+        return for_container
+    if route.via is Via.EXEC:
+
+        async def for_exec(request: web.Request) -> web.StreamResponse:
+            exec_id = request.match_info["id"]
+            _, node = await cluster_of(request).locate_exec(exec_id)
+            path = upstream_path(request, route.path.format(id=exec_id))
+            request[TARGET_KEY] = Target(node, exec_id, path)
+            return await handler(request)
+
+        return for_exec
+    if route.handler is None:
+        raise ValueError(f"{route.method} {route.path} routed {route.via.name} needs a handler")
+    return route.handler
+
+
+def register(app: web.Application) -> None:
+    for route in ROUTES:
+        handler = _with_target(route)
+        app.router.add_route(route.method, route.path, handler)
+        app.router.add_route(route.method, VERSION_PREFIX + route.path, handler)

@@ -1,0 +1,107 @@
+"""The `swarmproxy` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from swarmproxy import __version__, log
+from swarmproxy import config as config_module
+from swarmproxy.config import Config, ConfigError
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="swarmproxy",
+        description="One Docker Engine API in front of many Docker daemons.",
+    )
+    parser.add_argument("--version", action="version", version=f"swarmproxy {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve the Docker API for the configured nodes")
+    serve.add_argument("--config", "-c", metavar="PATH", help="TOML config file")
+    serve.add_argument(
+        "--listen",
+        "-l",
+        action="append",
+        metavar="ADDR",
+        help="tcp://HOST:PORT or unix:///PATH to listen on; repeat for several; "
+        "replaces the config's server.listen",
+    )
+    serve.add_argument(
+        "--node",
+        "-n",
+        action="append",
+        metavar="[NAME=]ADDR",
+        help="a node (tcp://HOST:PORT or unix:///PATH); repeat for several; "
+        "replaces the config's nodes unless --add-nodes",
+    )
+    serve.add_argument(
+        "--add-nodes",
+        action="store_true",
+        help="add the --node flags to the config's nodes instead of replacing them",
+    )
+
+    dev = commands.add_parser(
+        "dev-cluster",
+        help="start local dockerd nodes and serve them (needs root and dockerd)",
+    )
+    dev.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
+    dev.add_argument("--listen", default=config_module.DEFAULT_LISTEN, metavar="ADDR")
+    dev.add_argument("--storage", default="memory://", metavar="URL")
+    dev.add_argument("--workdir", metavar="DIR", help="where the nodes keep their data")
+    return parser
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    config = config_module.load(args.config)
+    if args.listen:
+        for address in args.listen:
+            config_module.from_dict({"server": {"listen": [address]}})  # validates it
+        config.server.listen = list(args.listen)
+    if args.node:
+        nodes = [config_module.parse_node(spec, "--node") for spec in args.node]
+        config.nodes = (config.nodes + nodes) if args.add_nodes else nodes
+        config_module.from_dict(
+            {"nodes": [{"address": n.address, "name": n.name} for n in config.nodes]}
+        )
+    from swarmproxy.scheduler import STRATEGIES
+
+    if config.scheduler.strategy not in STRATEGIES:
+        raise ConfigError(
+            "scheduler.strategy",
+            f"unknown strategy {config.scheduler.strategy!r} "
+            f"(known: {', '.join(sorted(STRATEGIES))})",
+        )
+    if not config.nodes:
+        raise ConfigError("nodes", "no node given: add [[nodes]] to the config or --node")
+    return config
+
+
+def _run(coroutine: object) -> None:
+    import uvloop
+
+    uvloop.run(coroutine)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        try:
+            config = build_config(args)
+        except ConfigError as e:
+            print(f"swarmproxy: config error: {e}", file=sys.stderr)
+            return EXIT_CONFIG
+        log.setup(config.log.level, config.log.format)
+        from swarmproxy.api.app import serve
+
+        _run(serve(config))
+        return 0
+    if args.command == "dev-cluster":
+        from swarmproxy.devcluster import run_dev_cluster
+
+        return run_dev_cluster(args.nodes, args.listen, args.storage, args.workdir)
+    return 1

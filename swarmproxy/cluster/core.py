@@ -1,0 +1,293 @@
+"""The cluster: nodes, their health, and the index of what lives where.
+
+Usable as a library: it speaks to nodes through their clients and to storage, and knows
+nothing of the HTTP requests that the front receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import quote
+
+from swarmproxy.cluster import versions
+from swarmproxy.cluster.node import Node
+from swarmproxy.config import Config, HealthConfig
+from swarmproxy.errors import (
+    DockerError,
+    NameConflict,
+    NodeUnavailable,
+    NoNodeAvailable,
+    NoSuchContainer,
+    NoSuchExec,
+)
+from swarmproxy.log import log_event
+from swarmproxy.scheduler import Scheduler, SchedulingRequest, make_scheduler
+from swarmproxy.storage import AmbiguousPrefix, ContainerRecord, NodeRecord, Storage, open_storage
+
+log = logging.getLogger("swarmproxy.cluster")
+
+T = TypeVar("T")
+
+# A name held by a create that has not answered yet.
+PENDING_PREFIX = "pending:"
+_FULL_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+def ambiguous(prefix: str) -> DockerError:
+    # The daemon answers an ambiguous prefix with a 500 carrying truncindex's message.
+    return DockerError(f"multiple IDs found with provided prefix: {prefix}", 500)
+
+
+@dataclass(frozen=True)
+class NameClaim:
+    """A name reserved cluster-wide for a container being created."""
+
+    name: str
+    token: str
+
+
+class Cluster:
+    def __init__(
+        self,
+        nodes: Sequence[Node],
+        storage: Storage,
+        scheduler: Scheduler,
+        health: HealthConfig | None = None,
+    ) -> None:
+        self.nodes = list(nodes)
+        self._by_address = {n.address: n for n in self.nodes}
+        self.storage = storage
+        self.scheduler = scheduler
+        self.health_config = health or HealthConfig()
+        self._monitor: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> Cluster:
+        nodes = [Node(n.name, n.address, dict(n.labels)) for n in config.nodes]
+        storage = open_storage(config.storage.url, config.storage.prefix)
+        return cls(nodes, storage, make_scheduler(config.scheduler.strategy), config.health)
+
+    # --- lifecycle --------------------------------------------------------------
+    async def start(self) -> None:
+        await self.storage.ping()
+        for node in self.nodes:
+            if await self.storage.retrieve_node(node.address) is None:
+                # ValueError: another replica registered it at the same moment.
+                with contextlib.suppress(ValueError):
+                    await self.storage.store_node(
+                        NodeRecord(address=node.address, name=node.name, metadata=node.labels)
+                    )
+        await self.check_nodes()
+        self._monitor = asyncio.create_task(self._monitor_loop(), name="node-health")
+
+    async def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            await asyncio.gather(self._monitor, return_exceptions=True)
+        await asyncio.gather(*(n.client.close() for n in self.nodes), return_exceptions=True)
+        await self.storage.close()
+
+    async def _monitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.health_config.interval)
+            await self.check_nodes()
+
+    async def check_nodes(self) -> None:
+        await asyncio.gather(*(self.check_node(n) for n in self.nodes))
+
+    async def check_node(self, node: Node) -> None:
+        """Ping a node for its versions and its info; failures are recorded on its health."""
+        was_ready = node.ready
+        timeout = self.health_config.timeout
+        try:
+            version = await node.client.version(timeout)
+            node.info = await node.client.info(timeout)
+        except NodeUnavailable as e:
+            if was_ready or node.health.failures == 1:
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "node down",
+                    node=node.name,
+                    addr=node.address,
+                    error=e.message,
+                )
+            return
+        node.api_version = version.get("ApiVersion", "")
+        node.min_api_version = version.get("MinAPIVersion", "")
+        node.engine_version = version.get("Version", "")
+        if not was_ready:
+            log_event(
+                log,
+                logging.INFO,
+                "node ready",
+                node=node.name,
+                addr=node.address,
+                api_version=node.api_version,
+            )
+
+    # --- nodes ------------------------------------------------------------------
+    def node(self, address: str) -> Node:
+        node = self._by_address.get(address)
+        if node is None:
+            # The index names a node this process does not know (removed from its config).
+            raise NoNodeAvailable(f"node {address} is not part of this cluster")
+        return node
+
+    def ready_nodes(self) -> list[Node]:
+        return [n for n in self.nodes if n.ready]
+
+    @property
+    def api_version(self) -> str:
+        return versions.lowest(
+            (n.api_version for n in self.ready_nodes()), versions.FALLBACK_API_VERSION
+        )
+
+    @property
+    def min_api_version(self) -> str:
+        return versions.highest(
+            (n.min_api_version for n in self.ready_nodes()), versions.FALLBACK_MIN_API_VERSION
+        )
+
+    async def fan_out(
+        self, call: Callable[[Node], Awaitable[T]], nodes: Sequence[Node] | None = None
+    ) -> list[tuple[Node, T | BaseException]]:
+        """Run `call` on every node at once; a node's failure is its result, not an error."""
+        targets = list(self.nodes if nodes is None else nodes)
+        results = await asyncio.gather(*(call(n) for n in targets), return_exceptions=True)
+        for node, result in zip(targets, results, strict=True):
+            if isinstance(result, NodeUnavailable):
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "node left out",
+                    node=node.name,
+                    addr=node.address,
+                    error=result.message,
+                )
+        return list(zip(targets, results, strict=True))
+
+    # --- containers -------------------------------------------------------------
+    async def locate_container(self, ref: str) -> tuple[ContainerRecord, Node]:
+        """Resolve a full ID, a name or a unique ID prefix, in the daemon's order."""
+        if not ref:
+            raise NoSuchContainer(ref)
+        record = await self._lookup_container(ref)
+        if record is None:
+            record = await self._discover_container(ref)
+        return record, self.node(record.node)
+
+    async def _lookup_container(self, ref: str) -> ContainerRecord | None:
+        storage = self.storage
+        if _FULL_ID.match(ref):
+            record = await storage.retrieve_container(ref)
+            if record is not None:
+                return record
+        owner = await storage.retrieve_name(ref.removeprefix("/"))
+        if owner is not None and not owner.startswith(PENDING_PREFIX):
+            record = await storage.retrieve_container(owner)
+            if record is not None:
+                return record
+        try:
+            full_id = await storage.resolve_container_prefix(ref)
+        except AmbiguousPrefix:
+            raise ambiguous(ref) from None
+        return None if full_id is None else await storage.retrieve_container(full_id)
+
+    async def _discover_container(self, ref: str) -> ContainerRecord:
+        """A miss in the index asks the nodes themselves before answering 404: a container
+        made behind the proxy's back, or an index that lost an entry, is found again."""
+
+        async def inspect(node: Node) -> tuple[str, str] | None:
+            status, body = await node.client.json("GET", f"/containers/{quote(ref, safe='')}/json")
+            if status != 200:
+                return None
+            return body["Id"], body.get("Name", "").removeprefix("/")
+
+        found: dict[str, tuple[Node, str]] = {}
+        for node, result in await self.fan_out(inspect, self.ready_nodes()):
+            if isinstance(result, tuple):
+                found[result[0]] = (node, result[1])
+        if not found:
+            raise NoSuchContainer(ref)
+        if len(found) > 1:
+            raise ambiguous(ref)
+        ((container_id, (node, name)),) = found.items()
+        await self.adopt_container(container_id, node, name)
+        return ContainerRecord(container_id, node.address, name)
+
+    async def adopt_container(self, container_id: str, node: Node, name: str) -> None:
+        """Index a container found on a node, with its name if the name is free."""
+        await self.storage.store_container(container_id, node.address)
+        if name and await self.storage.reserve_name(name, container_id) is None:
+            await self.storage.assign_name(name, container_id, container_id)
+        log_event(log, logging.INFO, "container adopted", node=node.name, container=container_id)
+
+    async def claim_name(self, name: str) -> NameClaim:
+        """Reserve a name cluster-wide before the create reaches a node."""
+        name = name.removeprefix("/")
+        token = f"{PENDING_PREFIX}{uuid.uuid4().hex}:{int(time.time())}"
+        owner = await self.storage.reserve_name(name, token)
+        if owner is not None:
+            raise NameConflict(
+                name, "(being created)" if owner.startswith(PENDING_PREFIX) else owner
+            )
+        return NameClaim(name, token)
+
+    async def release_claim(self, claim: NameClaim | None) -> None:
+        if claim is not None:
+            await self.storage.release_name(claim.name, claim.token)
+
+    async def schedule(self, request: SchedulingRequest) -> Node:
+        candidates = self.ready_nodes()
+        if not candidates:
+            raise NoNodeAvailable()
+        return await self.scheduler.select(candidates, request)
+
+    async def container_created(
+        self, container_id: str, node: Node, claim: NameClaim | None
+    ) -> None:
+        await self.storage.store_container(container_id, node.address)
+        if claim is not None:
+            await self.storage.assign_name(claim.name, container_id, claim.token)
+        log_event(
+            log,
+            logging.INFO,
+            "container created",
+            node=node.name,
+            container=container_id,
+            name=claim.name if claim else "",
+        )
+
+    async def container_renamed(self, container_id: str, old_name: str, claim: NameClaim) -> None:
+        await self.storage.assign_name(claim.name, container_id, claim.token)
+        if old_name and old_name != claim.name:
+            await self.storage.release_name(old_name, container_id)
+
+    async def forget_container(self, container_id: str) -> None:
+        await self.storage.remove_container(container_id)
+
+    async def forget_containers(self, container_ids: Sequence[str]) -> None:
+        await asyncio.gather(*(self.storage.remove_container(cid) for cid in container_ids))
+
+    # --- execs ------------------------------------------------------------------
+    async def exec_created(self, exec_id: str, container_id: str) -> None:
+        await self.storage.store_exec(exec_id, container_id)
+
+    async def locate_exec(self, exec_id: str) -> tuple[str, Node]:
+        container_id = await self.storage.retrieve_exec(exec_id)
+        if container_id is None:
+            raise NoSuchExec(exec_id)
+        try:
+            record, node = await self.locate_container(container_id)
+        except NoSuchContainer:
+            raise NoSuchExec(exec_id) from None
+        return record.id, node

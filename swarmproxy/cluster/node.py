@@ -1,0 +1,41 @@
+"""A node: a Docker daemon known by its address and configured name (daemons on one host
+report the same ID and Name, so neither identifies a node)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from swarmproxy.cluster.health import NodeHealth
+from swarmproxy.node_client import NodeClient
+
+
+@dataclass(eq=False)
+class Node:
+    name: str
+    address: str
+    labels: dict[str, str] = field(default_factory=dict)
+    health: NodeHealth = field(default_factory=NodeHealth)
+    # Filled by the health monitor from the daemon's /version and /info.
+    api_version: str = ""
+    min_api_version: str = ""
+    engine_version: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+    client: NodeClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = NodeClient(self.name, self.address, self.health)
+
+    @property
+    def ready(self) -> bool:
+        return self.health.ready
+
+    def describe(self) -> dict[str, Any]:
+        """The node as API users see it beside a container (classic Swarm's `Node`)."""
+        return {
+            "Name": self.name,
+            "Addr": self.address,
+            "Labels": self.labels,
+            "Cpus": self.info.get("NCPU", 0),
+            "Memory": self.info.get("MemTotal", 0),
+        }

@@ -1,0 +1,243 @@
+"""Configuration: a TOML file, overridden by SWARMPROXY_<SECTION>_<KEY> variables, then flags.
+
+Every error names the key it is about, so `swarmproxy` can report it on one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SWARMPROXY_"
+DEFAULT_LISTEN = "tcp://127.0.0.1:2375"
+
+
+class ConfigError(Exception):
+    """A bad configuration; the message starts with the offending key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+
+
+@dataclass
+class NodeConfig:
+    address: str
+    name: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ServerConfig:
+    listen: list[str] = field(default_factory=lambda: [DEFAULT_LISTEN])
+    # The name `docker info` shows for the whole cluster.
+    name: str = field(default_factory=socket.gethostname)
+
+
+@dataclass
+class StorageConfig:
+    url: str = "memory://"
+    prefix: str = "swarmproxy:"
+
+
+@dataclass
+class SchedulerConfig:
+    strategy: str = "round-robin"
+
+
+@dataclass
+class HealthConfig:
+    # Seconds between pings of every node.
+    interval: float = 5.0
+    # Seconds a node may take to answer a health ping.
+    timeout: float = 3.0
+
+
+@dataclass
+class LogConfig:
+    level: str = "info"
+    format: str = "text"
+
+
+@dataclass
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    nodes: list[NodeConfig] = field(default_factory=list)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerConfig,
+    "storage": StorageConfig,
+    "scheduler": SchedulerConfig,
+    "health": HealthConfig,
+    "log": LogConfig,
+}
+_LIST_KEYS = {("server", "listen")}
+_FLOAT_KEYS = {("health", "interval"), ("health", "timeout")}
+_CHOICES = {
+    ("log", "level"): {"debug", "info", "warning", "error"},
+    ("log", "format"): {"text", "json"},
+}
+_ADDRESS = re.compile(r"^(tcp://[^/:]+:\d{1,5}|unix:///.+)$")
+_NODE_KEYS = {"address", "name", "labels"}
+
+
+def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read `path` (if any), apply the environment, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                raw = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(str(path), f"cannot read the config file: {e.strerror}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(str(path), f"invalid TOML: {e}") from e
+    _apply_env(raw, os.environ if env is None else env)
+    return from_dict(raw)
+
+
+def from_dict(raw: Mapping[str, Any]) -> Config:
+    config = Config()
+    for section, value in raw.items():
+        if section == "nodes":
+            config.nodes = _nodes(value)
+            continue
+        cls = _SECTIONS.get(section)
+        if cls is None:
+            raise ConfigError(section, "unknown section")
+        if not isinstance(value, Mapping):
+            raise ConfigError(section, "must be a table")
+        target = getattr(config, section)
+        for key, item in value.items():
+            if key not in cls.__dataclass_fields__:
+                raise ConfigError(f"{section}.{key}", "unknown key")
+            setattr(target, key, _value(section, key, item))
+    _check_unique_nodes(config.nodes)
+    return config
+
+
+def parse_node(spec: str, key: str = "nodes") -> NodeConfig:
+    """A node given on the command line or in SWARMPROXY_NODES: `ADDRESS` or `NAME=ADDRESS`."""
+    name, sep, address = spec.partition("=")
+    if not sep:
+        name, address = "", spec
+    return _node({"address": address, "name": name}, key)
+
+
+def default_node_name(address: str) -> str:
+    if address.startswith("unix://"):
+        return Path(address[len("unix://") :]).stem or address
+    return address.removeprefix("tcp://")
+
+
+def _value(section: str, key: str, value: Any) -> Any:
+    name = f"{section}.{key}"
+    if (section, key) in _LIST_KEYS:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(name, "must be a list of addresses")
+        if not value:
+            raise ConfigError(name, "needs at least one address")
+        for address in value:
+            _check_address(name, address)
+        return value
+    if (section, key) in _FLOAT_KEYS:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(name, "must be a positive number of seconds")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(name, "must be a string")
+    choices = _CHOICES.get((section, key))
+    if choices is not None and value not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(sorted(choices))}")
+    return value
+
+
+def _nodes(value: Any) -> list[NodeConfig]:
+    if not isinstance(value, list):
+        raise ConfigError("nodes", "must be an array of tables ([[nodes]])")
+    return [_node(item, f"nodes[{i}]") for i, item in enumerate(value)]
+
+
+def _node(item: Any, key: str) -> NodeConfig:
+    if not isinstance(item, Mapping):
+        raise ConfigError(key, "must be a table with an address")
+    unknown = set(item) - _NODE_KEYS
+    if unknown:
+        raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key")
+    address = item.get("address")
+    if not isinstance(address, str):
+        raise ConfigError(f"{key}.address", "is required and must be a string")
+    _check_address(f"{key}.address", address)
+    name = item.get("name") or default_node_name(address)
+    if not isinstance(name, str):
+        raise ConfigError(f"{key}.name", "must be a string")
+    labels = item.get("labels", {})
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise ConfigError(f"{key}.labels", "must be a table of strings")
+    return NodeConfig(address=address, name=name, labels=dict(labels))
+
+
+def _check_address(key: str, address: str) -> None:
+    if not _ADDRESS.match(address):
+        raise ConfigError(key, f"{address!r} is not tcp://HOST:PORT or unix:///PATH")
+
+
+def _check_unique_nodes(nodes: list[NodeConfig]) -> None:
+    seen_addresses: set[str] = set()
+    seen_names: set[str] = set()
+    for i, node in enumerate(nodes):
+        if node.address in seen_addresses:
+            raise ConfigError(f"nodes[{i}].address", f"{node.address} is listed twice")
+        if node.name in seen_names:
+            raise ConfigError(f"nodes[{i}].name", f"{node.name} is used twice")
+        seen_addresses.add(node.address)
+        seen_names.add(node.name)
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    for var, text in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX) :].lower()
+        if rest == "nodes":
+            raw["nodes"] = [
+                {"address": n.address, "name": n.name}
+                for n in (parse_node(s.strip(), var) for s in text.split(",") if s.strip())
+            ]
+            continue
+        section, _, key = rest.partition("_")
+        if section not in _SECTIONS or key not in _SECTIONS[section].__dataclass_fields__:
+            raise ConfigError(var, "unknown setting")
+        raw.setdefault(section, {})[key] = _env_value(section, key, text)
+
+
+def _env_value(section: str, key: str, text: str) -> Any:
+    if (section, key) in _LIST_KEYS:
+        if text.lstrip().startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                pass
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if (section, key) in _FLOAT_KEYS:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text

@@ -1,0 +1,138 @@
+"""The connection to one node: a pooled aiohttp session shared by aiodocker and raw forwarding.
+
+Every transport failure leaves here as NodeUnavailable naming the node, and is counted on
+the node's health; an answer from the daemon, whatever its status, is a success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiodocker
+import aiohttp
+
+from swarmproxy.cluster.health import NodeHealth
+from swarmproxy.errors import NodeUnavailable
+
+# Transport failures: the node, not the request, is at fault.
+TRANSPORT_ERRORS = (
+    aiohttp.ClientConnectionError,
+    aiohttp.ClientPayloadError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+# Connections kept per node; a hijacked stream or a `logs -f` holds one each, so the
+# pool must not be what limits concurrency.
+POOL_LIMIT = 0  # unlimited
+KEEPALIVE_SECONDS = 30.0
+CONNECT_TIMEOUT = 10.0
+
+
+class NodeClient:
+    def __init__(self, name: str, address: str, health: NodeHealth) -> None:
+        self.name = name
+        self.address = address
+        self.health = health
+        if address.startswith("unix://"):
+            self.socket_path: str | None = address[len("unix://") :]
+            self.host, self.port = "localhost", 0
+            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(
+                self.socket_path, limit=POOL_LIMIT, keepalive_timeout=KEEPALIVE_SECONDS
+            )
+            # aiohttp routes unix:// URLs through the UnixConnector.
+            self.base_url = "unix://localhost"
+        else:
+            parts = urlsplit(address)
+            self.socket_path = None
+            self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 2375
+            connector = aiohttp.TCPConnector(limit=POOL_LIMIT, keepalive_timeout=KEEPALIVE_SECONDS)
+            self.base_url = f"http://{self.host}:{self.port}"
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            # Bodies are relayed byte for byte: never decompress, never add headers.
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
+        )
+        self.docker = aiodocker.Docker(url=self.base_url, connector=connector, session=self.session)
+
+    def unavailable(self, error: BaseException) -> NodeUnavailable:
+        reason = str(error) or type(error).__name__
+        self.health.record_failure(reason)
+        return NodeUnavailable(self.name, self.address, reason)
+
+    @asynccontextmanager
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Any = None,
+        data: Any = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send a raw request; `path` includes the query string, exactly as it goes out."""
+        try:
+            response = await self.session.request(
+                method,
+                self.base_url + path,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT),
+            )
+        except TRANSPORT_ERRORS as e:
+            raise self.unavailable(e) from e
+        self.health.record_success()
+        try:
+            yield response
+        finally:
+            response.release()
+
+    async def json(self, method: str, path: str, *, timeout: float | None = None) -> Any:
+        """A small JSON answer, for fan-out calls; raises NodeUnavailable on transport errors."""
+        async with self.request(method, path, timeout=timeout) as response:
+            try:
+                return response.status, await response.json(content_type=None)
+            except TRANSPORT_ERRORS as e:
+                raise self.unavailable(e) from e
+
+    async def open_raw(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A fresh connection for a hijacked stream: it never goes back to the pool."""
+        try:
+            if self.socket_path is not None:
+                return await asyncio.wait_for(
+                    asyncio.open_unix_connection(self.socket_path), CONNECT_TIMEOUT
+                )
+            return await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), CONNECT_TIMEOUT
+            )
+        except TRANSPORT_ERRORS as e:
+            raise self.unavailable(e) from e
+
+    async def version(self, timeout: float) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(timeout):
+                result: dict[str, Any] = await self.docker.version()
+        except (aiodocker.DockerError, *TRANSPORT_ERRORS) as e:
+            raise self.unavailable(e) from e
+        self.health.record_success()
+        return result
+
+    async def info(self, timeout: float) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(timeout):
+                result: dict[str, Any] = dict(await self.docker.system.info())
+        except (aiodocker.DockerError, *TRANSPORT_ERRORS) as e:
+            raise self.unavailable(e) from e
+        self.health.record_success()
+        return result
+
+    async def close(self) -> None:
+        await self.docker.close()
+        await self.session.close()

@@ -1,0 +1,26 @@
+"""The scheduler interface: given the candidate nodes and what is asked, pick one."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from swarmproxy.cluster.node import Node
+
+
+@dataclass
+class SchedulingRequest:
+    """What is known of the container to place."""
+
+    name: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+class Scheduler(abc.ABC):
+    name: str = ""
+
+    @abc.abstractmethod
+    async def select(self, nodes: Sequence[Node], request: SchedulingRequest) -> Node:
+        """Pick one of `nodes` (never empty)."""
