@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from swarmproxy import __version__, log
 from swarmproxy import config as config_module
@@ -81,10 +82,11 @@ def build_config(args: argparse.Namespace) -> Config:
     return config
 
 
-def _run(coroutine: object) -> None:
+def run(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop, the event loop swarmproxy is built for."""
     import uvloop
 
-    uvloop.run(coroutine)  # type: ignore[arg-type]
+    uvloop.run(coroutine)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,10 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.setup(config.log.level, config.log.format)
         from swarmproxy.api.app import serve
 
-        _run(serve(config))
+        run(serve(config))
         return 0
     if args.command == "dev-cluster":
         from swarmproxy.devcluster import run_dev_cluster
 
-        return run_dev_cluster(args.nodes, args.listen, args.storage, args.workdir)
+        status: int = run_dev_cluster(args.nodes, args.listen, args.storage, args.workdir)
+        return status
     return 1

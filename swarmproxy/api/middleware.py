@@ -3,7 +3,6 @@ version check, and the daemon's headers on what the proxy answers itself."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -11,7 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from swarmproxy import __version__
-from swarmproxy.api.context import CLUSTER, TARGET_KEY
+from swarmproxy.api.context import CLUSTER, TARGET_KEY, json_response
 from swarmproxy.api.forward import NODE_KEY
 from swarmproxy.cluster import versions
 from swarmproxy.errors import DockerError
@@ -24,11 +23,7 @@ SERVER = f"swarmproxy/{__version__} (linux)"
 
 
 def error_response(status: int, message: str) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps({"message": message}).encode() + b"\n",
-        content_type="application/json",
-    )
+    return json_response({"message": message}, status)
 
 
 def _node_name(request: web.Request, response: web.StreamResponse | None) -> str:
@@ -96,11 +91,14 @@ async def api_version(request: web.Request, handler: Handler) -> web.StreamRespo
     requested = request.match_info.get("version")
     if requested:
         cluster = request.app[CLUSTER]
-        problem = versions.check_request_version(
+        too_new, too_old = versions.check_request_version(
             requested, cluster.api_version, cluster.min_api_version
         )
-        if problem:
-            return error_response(400, problem)
+        if too_new:
+            return error_response(400, too_new)
+        if too_old:
+            # The daemon answers this one in plain text, not JSON.
+            return web.Response(status=400, text=too_old + "\n")
     return await handler(request)
 
 

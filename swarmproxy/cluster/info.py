@@ -29,6 +29,11 @@ def _arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
+def _runtime() -> str:
+    # `docker version` shows it as the Go version: the honest answer is the Python one.
+    return f"python{platform.python_version()}"
+
+
 def proxy_id(name: str) -> str:
     """Stable across restarts, distinct per proxy name (nodes on one host share theirs)."""
     digest = hashlib.sha256(f"swarmproxy:{name}".encode()).hexdigest().upper()
@@ -104,6 +109,10 @@ def cluster_version(cluster: Cluster) -> dict[str, Any]:
                 "Os": "linux",
                 "Arch": _arch(),
                 "KernelVersion": platform.release(),
+                "GoVersion": _runtime(),
+                "GitCommit": "",
+                "BuildTime": "",
+                "Experimental": "false",
             },
         }
     ]
@@ -122,7 +131,7 @@ def cluster_version(cluster: Cluster) -> dict[str, Any]:
         "ApiVersion": cluster.api_version,
         "MinAPIVersion": cluster.min_api_version,
         "GitCommit": "",
-        "GoVersion": f"python{platform.python_version()}",
+        "GoVersion": _runtime(),
         "Os": sys.platform,
         "Arch": _arch(),
         "KernelVersion": platform.release(),

@@ -2,27 +2,83 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from swarmproxy.cluster.node import Node
+from swarmproxy.errors import NodeUnavailable
+
+# Asks a node for a container's creation time with nanoseconds (its inspect `Created`).
+PreciseCreated = Callable[[Node, str], Awaitable[str]]
 
 
-def merge_containers(
-    per_node: Sequence[tuple[Node, list[dict[str, Any]]]], limit: int | None
+async def inspect_created(node: Node, container_id: str) -> str:
+    """The exact `Created` of a container, or "" when the node cannot say."""
+    try:
+        status, body = await node.client.json("GET", f"/containers/{container_id}/json")
+    except NodeUnavailable:
+        return ""
+    return str(body.get("Created", "")) if status == 200 else ""
+
+
+@dataclass
+class _Entry:
+    container: dict[str, Any]
+    node: Node
+    # Position in its node's list: the node sorts with full precision, newest first.
+    rank: int
+    # Nanoseconds since the epoch; only learnt where seconds cannot tell two nodes apart.
+    precise: int | None = None
+
+    @property
+    def second(self) -> int:
+        return int(self.container.get("Created", 0))
+
+    def key(self) -> tuple[int, int]:
+        ns = self.precise if self.precise is not None else self.second * 1_000_000_000
+        return ns, -self.rank
+
+
+def _nanoseconds(created: str) -> int:
+    """RFC 3339 with up to nine fractional digits, as the daemon writes `Created`."""
+    stamp, _, fraction = created.rstrip("Z").partition(".")
+    seconds = int(datetime.fromisoformat(stamp + "+00:00").timestamp())
+    return seconds * 1_000_000_000 + int((fraction + "000000000")[:9])
+
+
+async def merge_containers(
+    per_node: Sequence[tuple[Node, list[dict[str, Any]]]],
+    limit: int | None,
+    precise_created: PreciseCreated = inspect_created,
 ) -> list[dict[str, Any]]:
     """Newest first, as the daemon sorts; each entry names its node (classic Swarm's `Node`).
 
     Each node already applied the filters and its own `limit`, so the newest `limit` of the
-    union are the cluster's newest `limit`.
+    union are the cluster's newest `limit`. The list's `Created` has whole seconds only: where
+    the cut falls inside one second shared by several nodes, those containers' exact creation
+    times are asked for, so that the cut keeps the truly newest.
     """
-    merged: list[dict[str, Any]] = []
-    for node, containers in per_node:
-        described = node.describe()
-        for container in containers:
-            container["Node"] = described
-            merged.append(container)
-    merged.sort(key=lambda c: (c.get("Created", 0), c.get("Id", "")), reverse=True)
-    if limit is not None and limit > 0:
-        del merged[limit:]
-    return merged
+    entries = [
+        _Entry(container, node, rank)
+        for node, containers in per_node
+        for rank, container in enumerate(containers)
+    ]
+    entries.sort(key=_Entry.key, reverse=True)
+    if limit is not None and 0 < limit < len(entries):
+        boundary = entries[limit - 1].second
+        tied = [e for e in entries if e.second == boundary]
+        if len({id(e.node) for e in tied}) > 1 and entries[limit].second == boundary:
+            times = await asyncio.gather(
+                *(precise_created(e.node, e.container["Id"]) for e in tied)
+            )
+            for entry, created in zip(tied, times, strict=True):
+                if created:
+                    entry.precise = _nanoseconds(created)
+            entries.sort(key=_Entry.key, reverse=True)
+        del entries[limit:]
+    for entry in entries:
+        entry.container["Node"] = entry.node.describe()
+    return [e.container for e in entries]

@@ -24,13 +24,17 @@ def highest(versions: Iterable[str], default: str) -> str:
     return max(known, key=parse) if known else default
 
 
-def check_request_version(requested: str, maximum: str, minimum: str) -> str | None:
-    """The daemon's complaint about a client's version, or None if it is acceptable."""
+def check_request_version(requested: str, maximum: str, minimum: str) -> tuple[str, str]:
+    """The daemon's complaints about a client's version: (too new, too old); empty if fine."""
     if parse(requested) > parse(maximum):
-        return f"client version {requested} is too new. Maximum supported API version is {maximum}"
+        return (
+            f"client version {requested} is too new. Maximum supported API version is {maximum}",
+            "",
+        )
     if parse(requested) < parse(minimum):
         return (
+            "",
             f"client version {requested} is too old. Minimum supported API version is "
-            f"{minimum}, please upgrade your client to a newer version"
+            f"{minimum}, please upgrade your client to a newer version",
         )
-    return None
+    return "", ""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from swarmproxy.cluster.node import Node
+if TYPE_CHECKING:
+    # The cluster core imports the scheduler: only the type may come back this way.
+    from swarmproxy.cluster.node import Node
 
 
 @dataclass

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from swarmproxy.cluster.node import Node
 from swarmproxy.scheduler.base import Scheduler, SchedulingRequest
+
+if TYPE_CHECKING:
+    # The cluster core imports the scheduler: only the type may come back this way.
+    from swarmproxy.cluster.node import Node
 
 
 class RoundRobin(Scheduler):

@@ -111,7 +111,7 @@ async def list_containers(request: web.Request) -> web.Response:
         limit = int(request.query.get("limit", "0") or 0)
     except ValueError:
         limit = 0
-    return json_response(merge_containers(per_node, limit))
+    return json_response(await merge_containers(per_node, limit))
 
 
 async def prune(request: web.Request) -> web.Response:

@@ -1,0 +1,1 @@
+"""Real processes (dockerd, redis-server) that the tests start and stop for real."""
