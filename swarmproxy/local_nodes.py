@@ -98,6 +98,49 @@ _running: set[DockerNode] = set()
 _running_lock = threading.Lock()
 
 
+def cli_env(
+    host: str, config_dir: pathlib.Path, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Environment that points a docker CLI at `host` and nothing else."""
+    env = {k: v for k, v in os.environ.items() if k not in _CLI_ENV_DROP}
+    env["DOCKER_HOST"] = host
+    env["DOCKER_CONFIG"] = str(config_dir)
+    env["DOCKER_CLI_HINTS"] = "false"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_docker(
+    host: str,
+    config_dir: pathlib.Path,
+    *args: str,
+    input: bytes | str | None = None,
+    check: bool = True,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI against `host`; DockerCommandError carries its output."""
+    cmd = [DOCKER_CLI, *args]
+    # Always run in binary mode so callers can pipe raw bytes (image tars)
+    # while still getting text back.
+    data = input.encode() if isinstance(input, str) else input
+    raw = subprocess.run(
+        cmd,
+        input=data,
+        stdin=None if data is not None else subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        env=cli_env(host, config_dir, env),
+        check=False,
+    )
+    out = raw.stdout.decode("utf-8", "replace")
+    err = raw.stderr.decode("utf-8", "replace")
+    if check and raw.returncode != 0:
+        raise DockerCommandError(raw.returncode, cmd, out, err)
+    return subprocess.CompletedProcess(cmd, raw.returncode, out, err)
+
+
 class DockerNode:
     """One running dockerd.  Create them with :func:`start_nodes`."""
 
@@ -138,13 +181,7 @@ class DockerNode:
 
     def cli_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """Environment that points a docker CLI at this node and nothing else."""
-        env = {k: v for k, v in os.environ.items() if k not in _CLI_ENV_DROP}
-        env["DOCKER_HOST"] = self.unix_address
-        env["DOCKER_CONFIG"] = str(self.workdir / "cli")
-        env["DOCKER_CLI_HINTS"] = "false"
-        if extra:
-            env.update(extra)
-        return env
+        return cli_env(self.unix_address, self.workdir / "cli", extra)
 
     def docker(
         self,
@@ -154,24 +191,15 @@ class DockerNode:
         timeout: float = 60,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        cmd = [DOCKER_CLI, *args]
-        # Always run in binary mode so callers can pipe raw bytes (image tars)
-        # while still getting text back.
-        data = input.encode() if isinstance(input, str) else input
-        raw = subprocess.run(
-            cmd,
-            input=data,
-            stdin=None if data is not None else subprocess.DEVNULL,
-            capture_output=True,
+        return run_docker(
+            self.unix_address,
+            self.workdir / "cli",
+            *args,
+            input=input,
+            check=check,
             timeout=timeout,
-            env=self.cli_env(env),
-            check=False,
+            env=env,
         )
-        out = raw.stdout.decode("utf-8", "replace")
-        err = raw.stderr.decode("utf-8", "replace")
-        if check and raw.returncode != 0:
-            raise DockerCommandError(raw.returncode, cmd, out, err)
-        return subprocess.CompletedProcess(cmd, raw.returncode, out, err)
 
     def container_ids(self, all: bool = True) -> set[str]:
         args = ["ps", "-q", "--no-trunc"]

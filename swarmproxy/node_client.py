@@ -94,7 +94,9 @@ class NodeClient:
         finally:
             response.release()
 
-    async def json(self, method: str, path: str, *, timeout: float | None = None) -> Any:
+    async def json(
+        self, method: str, path: str, *, timeout: float | None = None
+    ) -> tuple[int, Any]:
         """A small JSON answer, for fan-out calls; raises NodeUnavailable on transport errors."""
         async with self.request(method, path, timeout=timeout) as response:
             try:

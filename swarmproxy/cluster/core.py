@@ -236,11 +236,33 @@ class Cluster:
         name = name.removeprefix("/")
         token = f"{PENDING_PREFIX}{uuid.uuid4().hex}:{int(time.time())}"
         owner = await self.storage.reserve_name(name, token)
+        stale = (
+            owner is not None
+            and not owner.startswith(PENDING_PREFIX)
+            and not await self._container_exists(owner)
+        )
+        if stale:
+            # Removed behind the proxy's back: the name is free on every node.
+            await self.storage.remove_container(str(owner))
+            owner = await self.storage.reserve_name(name, token)
         if owner is not None:
-            raise NameConflict(
-                name, "(being created)" if owner.startswith(PENDING_PREFIX) else owner
-            )
+            shown = "(being created)" if owner.startswith(PENDING_PREFIX) else owner
+            raise NameConflict(name, shown)
         return NameClaim(name, token)
+
+    async def _container_exists(self, container_id: str) -> bool:
+        """Only a node's own 404 says no; an unreachable node may still hold it."""
+        record = await self.storage.retrieve_container(container_id)
+        if record is None:
+            return False
+        node = self._by_address.get(record.node)
+        if node is None:
+            return True
+        try:
+            status, _ = await node.client.json("GET", f"/containers/{container_id}/json")
+        except NodeUnavailable:
+            return True
+        return status != 404
 
     async def release_claim(self, claim: NameClaim | None) -> None:
         if claim is not None:

@@ -1,0 +1,51 @@
+"""Two proxy processes on one Redis serve the same containers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from swarmproxy.local_nodes import DockerNode
+from tests.rig.proxy import Proxy
+from tests.rig.redis import RedisServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+def replicas(
+    nodes: list[DockerNode], redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Proxy, Proxy]]:
+    prefix = f"sp-{uuid.uuid4().hex[:8]}:"
+    first = Proxy.start(tmp_path_factory.mktemp("replica"), nodes, redis_server.url, prefix)
+    second = Proxy.start(tmp_path_factory.mktemp("replica"), nodes, redis_server.url, prefix)
+    try:
+        yield first, second
+    finally:
+        for node in nodes:
+            node.remove_all_containers()
+        first.stop()
+        second.stop()
+
+
+def test_second_proxy_serves_the_first_ones_containers(
+    replicas: tuple[Proxy, Proxy], nodes: list[DockerNode]
+) -> None:
+    first, second = replicas
+    for _ in range(4):
+        first.docker("create", "busybox", "true")
+    container_id = first.docker(
+        "run", "-d", "--name", "shared", "busybox", "sh", "-c", "echo from-first; sleep 300"
+    ).stdout.strip()
+    prefix = container_id[:6]
+    for ref in (container_id, prefix, "shared"):
+        assert second.docker("inspect", "-f", "{{.Id}}", ref).stdout.strip() == container_id
+        assert second.docker("logs", ref).stdout == "from-first\n"
+    assert second.docker("exec", "shared", "echo", "via-second").stdout == "via-second\n"
+    clash = second.docker("create", "--name", "shared", "busybox", "true", check=False)
+    assert clash.returncode != 0 and "Conflict" in clash.stderr
+    second.docker("rm", "-f", "shared")
+    # The name is free for the first proxy too.
+    first.docker("create", "--name", "shared", "busybox", "true")

@@ -1,0 +1,179 @@
+"""Streams through the proxy: hijacked attach and exec, terminals, logs, copies, events."""
+
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+import subprocess
+import tarfile
+import time
+
+import pexpect
+import pytest
+
+from swarmproxy.local_nodes import DockerNode, cli_env
+from tests.rig.proxy import Proxy
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+
+def test_stdin_is_piped_through_and_the_half_close_travels(cluster: Proxy) -> None:
+    result = cluster.docker("run", "-i", "--rm", "busybox", "cat", input="hi\n", timeout=30)
+    assert result.stdout == "hi\n"
+    assert result.returncode == 0
+
+
+def test_large_stdin_round_trip(cluster: Proxy) -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    result = cluster.docker("run", "-i", "--rm", "busybox", "wc", "-c", input=payload, timeout=60)
+    assert result.stdout.split() == [str(len(payload))]
+
+
+def test_exec(cluster: Proxy) -> None:
+    cluster.docker("run", "-d", "--name", "ex", "busybox", "sleep", "300")
+    assert cluster.docker("exec", "ex", "echo", "x").stdout == "x\n"
+    assert cluster.docker("exec", "-i", "ex", "cat", input="in\n", timeout=30).stdout == "in\n"
+    failed = cluster.docker("exec", "ex", "sh", "-c", "exit 7", check=False)
+    assert failed.returncode == 7
+
+
+def test_exec_inspect_and_detached_start(cluster: Proxy) -> None:
+    cluster.docker("run", "-d", "--name", "ex", "busybox", "sleep", "300")
+    status, created = cluster.json(
+        "POST", "/containers/ex/exec", {"Cmd": ["sh", "-c", "exit 3"], "AttachStdout": True}
+    )
+    assert status == 201
+    exec_id = created["Id"]
+    assert cluster.request("POST", f"/exec/{exec_id}/start", {"Detach": True})[0] == 200
+    for _ in range(50):
+        status, inspected = cluster.json("GET", f"/exec/{exec_id}/json")
+        if not inspected["Running"]:
+            break
+        time.sleep(0.1)
+    assert status == 200
+    assert inspected["ExitCode"] == 3
+
+
+def _terminal(proxy: Proxy, command: str) -> None:
+    env = cli_env(proxy.address, proxy.workdir / "cli")
+    child = pexpect.spawn(command, env=env, encoding="utf-8", timeout=20, dimensions=(33, 101))
+    try:
+        child.expect(r"[#$] ")
+        child.sendline("echo answer-$((6*7)); stty size")
+        child.expect("answer-42")
+        child.expect(r"33 101")
+        child.sendline("exit 3")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 3
+
+
+def test_run_it_in_a_terminal(cluster: Proxy) -> None:
+    _terminal(cluster, "docker run -it --rm busybox sh")
+
+
+def test_exec_it_in_a_terminal(cluster: Proxy) -> None:
+    cluster.docker("run", "-d", "--name", "tty", "busybox", "sleep", "300")
+    _terminal(cluster, "docker exec -it tty sh")
+
+
+def test_attach_to_a_running_container(cluster: Proxy) -> None:
+    cluster.docker("run", "-d", "--name", "att", "busybox", "sh", "-c", "sleep 2; echo done")
+    result = cluster.docker("attach", "att", timeout=30)
+    assert result.stdout == "done\n"
+
+
+def test_logs_follow_until_the_container_exits(cluster: Proxy) -> None:
+    cluster.docker(
+        "run",
+        "-d",
+        "--name",
+        "lg",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 0.5; done",
+    )
+    started = time.monotonic()
+    result = cluster.docker("logs", "-f", "lg", timeout=30)
+    assert result.stdout == "line1\nline2\nline3\n"
+    assert time.monotonic() - started >= 0.5, "logs -f returned before the container ended"
+
+
+def test_logs_follow_streams_as_lines_arrive(cluster: Proxy) -> None:
+    cluster.docker(
+        "run", "-d", "--name", "slow", "busybox", "sh", "-c", "echo first; sleep 30; echo last"
+    )
+    env = cli_env(cluster.address, cluster.workdir / "cli")
+    with subprocess.Popen(
+        ["docker", "logs", "-f", "slow"], stdout=subprocess.PIPE, env=env
+    ) as follower:
+        try:
+            assert follower.stdout is not None
+            assert follower.stdout.readline() == b"first\n"
+        finally:
+            follower.kill()
+
+
+def test_cp_both_ways(cluster: Proxy, tmp_path: pathlib.Path) -> None:
+    cluster.docker("run", "-d", "--name", "files", "busybox", "sleep", "300")
+    source = tmp_path / "in.txt"
+    source.write_text("payload\n")
+    cluster.docker("cp", str(source), "files:/in.txt")
+    assert cluster.docker("exec", "files", "cat", "/in.txt").stdout == "payload\n"
+    target = tmp_path / "out.txt"
+    cluster.docker("cp", "files:/in.txt", str(target))
+    assert target.read_text() == "payload\n"
+    assert cluster.docker("cp", "files:/nope", str(target), check=False).returncode != 0
+
+
+def test_export_is_a_valid_tar(cluster: Proxy) -> None:
+    cluster.docker("create", "--name", "exp", "busybox", "true")
+    env = cli_env(cluster.address, cluster.workdir / "cli")
+    exported = subprocess.run(
+        ["docker", "export", "exp"], capture_output=True, env=env, timeout=60, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(exported)) as archive:
+        names = archive.getnames()
+    assert "bin/busybox" in names
+
+
+def test_stats_no_stream(cluster: Proxy) -> None:
+    cluster.docker("run", "-d", "--name", "busy", "busybox", "sleep", "300")
+    result = cluster.docker("stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}")
+    assert result.stdout.startswith("busy ")
+    status, one_shot = cluster.json("GET", "/containers/busy/stats?stream=false")
+    assert status == 200 and "memory_stats" in one_shot
+
+
+def test_events_from_every_node_each_naming_its_node(
+    cluster: Proxy, nodes: list[DockerNode]
+) -> None:
+    since = int(time.time()) - 1
+    ids = [cluster.docker("create", "busybox", "true").stdout.strip() for _ in range(3)]
+    until = int(time.time()) + 1
+    time.sleep(1.2)  # until must be in the past for the stream to end by itself
+    result = cluster.docker(
+        "events",
+        "--since",
+        str(since),
+        "--until",
+        str(until),
+        "--filter",
+        "event=create",
+        "--format",
+        "{{json .}}",
+        timeout=30,
+    )
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    created = {e["Actor"]["ID"]: e["Actor"]["Attributes"] for e in events}
+    assert set(ids) <= set(created)
+    by_node = {created[i]["node.name"] for i in ids}
+    assert by_node == {n.name for n in nodes}
+    for container_id in ids:
+        home = next(n for n in nodes if container_id in n.container_ids())
+        assert created[container_id]["node.addr"] == home.tcp_address
+    times = [e["timeNano"] for e in events]
+    assert times == sorted(times)

@@ -1,0 +1,93 @@
+"""The proxy's own answers: ping, version, info, errors, and a node that goes away."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from swarmproxy.local_nodes import DockerNode, start_nodes, stop_nodes
+from tests.rig.proxy import Proxy
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+
+def test_version_negotiates_without_warnings(proxy: Proxy) -> None:
+    result = proxy.docker("version")
+    assert result.stderr == ""
+    assert "API version:       1.41 (downgraded from" in result.stdout
+    assert "swarmproxy/" in result.stdout
+    for name in ("node-1", "node-2", "node-3"):
+        assert name in result.stdout
+
+
+def test_ping_like_a_daemon(proxy: Proxy) -> None:
+    for method in ("GET", "HEAD"):
+        status, headers, body = proxy.request(method, "/_ping")
+        assert status == 200
+        assert headers["Api-Version"] == "1.41"
+        assert headers["Ostype"] == "linux"
+        assert body == (b"OK" if method == "GET" else b"")
+    assert proxy.request("GET", "/v1.41/_ping")[0] == 200
+
+
+def test_info_shows_every_node(proxy: Proxy, nodes: list[DockerNode]) -> None:
+    result = proxy.docker("info")
+    assert " Nodes: 3" in result.stdout
+    for node in nodes:
+        assert f"  {node.name}: {node.tcp_address}" in result.stdout
+    assert "└ Status: ready" in result.stdout
+    status, info = proxy.json("GET", "/info")
+    assert status == 200
+    assert info["Name"] == "rig-proxy"
+    assert info["ServerVersion"].startswith("swarmproxy/")
+    direct = [json.loads(n.docker("info", "--format", "{{json .}}").stdout) for n in nodes]
+    assert info["NCPU"] == sum(d["NCPU"] for d in direct)
+    assert info["MemTotal"] == sum(d["MemTotal"] for d in direct)
+
+
+def test_versions_and_unknown_endpoints_answer_like_the_daemon(proxy: Proxy) -> None:
+    status, body = proxy.json("GET", "/v1.99/containers/json")
+    assert (status, body) == (
+        400,
+        {"message": "client version 1.99 is too new. Maximum supported API version is 1.41"},
+    )
+    status, _, text = proxy.request("GET", "/v1.5/containers/json")
+    assert status == 400 and text.startswith(b"client version 1.5 is too old.")
+    for method, path in (("GET", "/nope"), ("DELETE", "/_ping"), ("GET", "/v1.41/plugins/x/y")):
+        status, body = proxy.json(method, path)
+        assert (status, body) == (404, {"message": "page not found"})
+    # The proxy is still serving after all that.
+    assert proxy.request("GET", "/_ping")[0] == 200
+
+
+def test_a_node_that_goes_away(
+    nodes: list[DockerNode], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A down node is named in errors, left out of listings, and not scheduled."""
+    (doomed,) = start_nodes(1)
+    doomed.name = "doomed"
+    proxy = Proxy.start(tmp_path_factory.mktemp("proxy-down"), [nodes[0], doomed])
+    try:
+        placed = {}
+        for _ in range(2):
+            container_id = proxy.docker("run", "-d", "busybox", "sleep", "300").stdout.strip()
+            placed[json.loads(proxy.docker("inspect", container_id).stdout)[0]["Node"]["Name"]] = (
+                container_id
+            )
+        assert set(placed) == {nodes[0].name, doomed.name}
+        stop_nodes([doomed])
+
+        status, body = proxy.json("GET", f"/containers/{placed[doomed.name]}/json")
+        assert status == 502
+        assert doomed.name in body["message"] and doomed.tcp_address in body["message"]
+        listed = proxy.docker("ps", "-q", "--no-trunc").stdout.split()
+        assert listed == [placed[nodes[0].name]]
+        for _ in range(2):
+            container_id = proxy.docker("create", "busybox", "true").stdout.strip()
+            assert container_id in nodes[0].container_ids()
+        assert "└ Status: ready for retry" in proxy.docker("info").stdout
+    finally:
+        proxy.stop()
+        stop_nodes([doomed])
+        nodes[0].remove_all_containers()
