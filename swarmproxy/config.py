@@ -89,7 +89,8 @@ _CHOICES = {
     ("log", "level"): {"debug", "info", "warning", "error"},
     ("log", "format"): {"text", "json"},
 }
-_ADDRESS = re.compile(r"^(tcp://[^/:]+:\d{1,5}|unix:///.+)$")
+# A host name, an IPv4 address or a bracketed IPv6 address, and a port; or a socket path.
+_ADDRESS = re.compile(r"tcp://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}|unix:///[^\x00\n]+")
 _NODE_KEYS = {"address", "name", "labels"}
 
 
@@ -194,8 +195,10 @@ def _node(item: Any, key: str) -> NodeConfig:
 
 
 def _check_address(key: str, address: str) -> None:
-    if not _ADDRESS.match(address):
+    if not _ADDRESS.fullmatch(address):
         raise ConfigError(key, f"{address!r} is not tcp://HOST:PORT or unix:///PATH")
+    if address.startswith("tcp://") and not 0 < int(address.rpartition(":")[2]) < 65536:
+        raise ConfigError(key, f"{address!r} has a port outside 1-65535")
 
 
 def _check_unique_nodes(nodes: list[NodeConfig]) -> None:

@@ -51,7 +51,7 @@ async def start_listeners(runner: web.AppRunner, addresses: list[str]) -> None:
             site = web.UnixSite(runner, path)
         else:
             host, _, port = address[len("tcp://") :].rpartition(":")
-            site = web.TCPSite(runner, host, int(port), reuse_address=True)
+            site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)
         await site.start()
         log_event(log, logging.INFO, "listening", address=address)
 
