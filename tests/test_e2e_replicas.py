@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from swarmproxy.local_nodes import DockerNode
+from swarmproxy.storage.redis import RedisStorage
 from tests.rig.proxy import Proxy
 from tests.rig.redis import RedisServer
 
@@ -49,3 +52,29 @@ def test_second_proxy_serves_the_first_ones_containers(
     second.docker("rm", "-f", "shared")
     # The name is free for the first proxy too.
     first.docker("create", "--name", "shared", "busybox", "true")
+
+
+def test_containers_removed_by_their_node_leave_the_index(
+    replicas: tuple[Proxy, Proxy], nodes: list[DockerNode], redis_server: RedisServer
+) -> None:
+    first, _ = replicas
+    auto_removed = first.docker("run", "-d", "--rm", "busybox", "true").stdout.strip()
+    behind_back = first.docker("create", "--name", "doomed", "busybox", "true").stdout.strip()
+    home = next(n for n in nodes if behind_back in n.container_ids())
+    home.docker("rm", behind_back)
+
+    async def indexed(container_id: str) -> bool:
+        storage = RedisStorage(redis_server.url, prefix=first.prefix)
+        try:
+            return await storage.retrieve_container(container_id) is not None
+        finally:
+            await storage.close()
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not any(asyncio.run(indexed(c)) for c in (auto_removed, behind_back)):
+            break
+        time.sleep(0.2)
+    assert not asyncio.run(indexed(auto_removed))
+    assert not asyncio.run(indexed(behind_back))
+    first.docker("create", "--name", "doomed", "busybox", "true")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import pathlib
@@ -177,3 +178,44 @@ def test_events_from_every_node_each_naming_its_node(
         assert created[container_id]["node.addr"] == home.tcp_address
     times = [e["timeNano"] for e in events]
     assert times == sorted(times)
+
+
+def test_diff_update_and_streaming_stats(cluster: Proxy) -> None:
+    cluster.docker("run", "-d", "--name", "du", "busybox", "sh", "-c", "touch /made; sleep 300")
+    time.sleep(0.3)
+    assert "A /made" in cluster.docker("diff", "du").stdout
+    cluster.docker("update", "--memory", "64m", "--memory-swap", "128m", "du")
+    _, inspected = cluster.json("GET", "/containers/du/json")
+    assert inspected["HostConfig"]["Memory"] == 64 * 1024 * 1024
+    conn = http.client.HTTPConnection("127.0.0.1", cluster.port, timeout=20)
+    try:
+        conn.request("GET", "/v1.41/containers/du/stats?stream=1")
+        response = conn.getresponse()
+        assert response.status == 200
+        first = json.loads(response.readline())
+        second = json.loads(response.readline())
+        assert first["id"] == second["id"]
+    finally:
+        conn.close()
+
+
+def test_live_events_stream(cluster: Proxy) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", cluster.port, timeout=20)
+    try:
+        conn.request("GET", '/events?filters={"event":["create"]}')
+        response = conn.getresponse()
+        assert response.status == 200
+        container_id = cluster.docker("create", "busybox", "true").stdout.strip()
+        event = json.loads(response.readline())
+        assert event["Actor"]["ID"] == container_id
+        assert event["Actor"]["Attributes"]["node.name"].startswith("node-")
+    finally:
+        conn.close()
+
+
+def test_attach_without_upgrade_is_a_plain_stream(cluster: Proxy) -> None:
+    cluster.docker("run", "--name", "said", "busybox", "echo", "said-this")
+    status, _, body = cluster.request("POST", "/containers/said/attach?logs=1&stream=0&stdout=1")
+    assert status == 200
+    # Multiplexed: an 8-byte frame header (stream 1 = stdout) before the payload.
+    assert body[0] == 1 and body[8:] == b"said-this\n"

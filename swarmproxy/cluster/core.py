@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from swarmproxy.cluster import versions
 from swarmproxy.cluster.node import Node
+from swarmproxy.cluster.watch import DestroyWatcher
 from swarmproxy.config import Config, HealthConfig
 from swarmproxy.errors import (
     DockerError,
@@ -67,7 +68,7 @@ class Cluster:
         self.storage = storage
         self.scheduler = scheduler
         self.health_config = health or HealthConfig()
-        self._monitor: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     def from_config(cls, config: Config) -> Cluster:
@@ -86,12 +87,16 @@ class Cluster:
                         NodeRecord(address=node.address, name=node.name, metadata=node.labels)
                     )
         await self.check_nodes()
-        self._monitor = asyncio.create_task(self._monitor_loop(), name="node-health")
+        self._tasks.append(asyncio.create_task(self._monitor_loop(), name="node-health"))
+        self._tasks.extend(
+            asyncio.create_task(DestroyWatcher(node, self.storage).run(), name=f"watch-{node.name}")
+            for node in self.nodes
+        )
 
     async def close(self) -> None:
-        if self._monitor is not None:
-            self._monitor.cancel()
-            await asyncio.gather(self._monitor, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(n.client.close() for n in self.nodes), return_exceptions=True)
         await self.storage.close()
 

@@ -23,8 +23,11 @@ class ProxyStartError(RuntimeError):
 
 
 class Proxy:
-    def __init__(self, workdir: pathlib.Path, port: int, process: subprocess.Popen[bytes]) -> None:
+    def __init__(
+        self, workdir: pathlib.Path, port: int, process: subprocess.Popen[bytes], prefix: str
+    ) -> None:
         self.workdir = workdir
+        self.prefix = prefix
         self.port = port
         self.process = process
         self.address = f"tcp://127.0.0.1:{port}"
@@ -60,7 +63,7 @@ class Proxy:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        proxy = cls(workdir, port, process)
+        proxy = cls(workdir, port, process, prefix)
         proxy._wait_ready()
         return proxy
 
