@@ -6,6 +6,7 @@ Every error names the key it is about, so `swarmproxy` can report it on one line
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
@@ -90,7 +91,7 @@ _CHOICES = {
     ("log", "format"): {"text", "json"},
 }
 # A host name, an IPv4 address or a bracketed IPv6 address, and a port; or a socket path.
-_ADDRESS = re.compile(r"tcp://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}|unix:///[^\x00\n]+")
+_ADDRESS = re.compile(r"tcp://([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}|unix:///[^\x00\n]+")
 _NODE_KEYS = {"address", "name", "labels"}
 
 
@@ -103,7 +104,7 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
                 raw = tomllib.load(f)
         except OSError as e:
             raise ConfigError(str(path), f"cannot read the config file: {e.strerror}") from e
-        except tomllib.TOMLDecodeError as e:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(str(path), f"invalid TOML: {e}") from e
     _apply_env(raw, os.environ if env is None else env)
     return from_dict(raw)
@@ -132,15 +133,14 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
 def parse_node(spec: str, key: str = "nodes") -> NodeConfig:
     """A node given on the command line or in SWARMPROXY_NODES: `ADDRESS` or `NAME=ADDRESS`."""
     name, sep, address = spec.partition("=")
-    if not sep:
+    if not sep or "://" in name:
         name, address = "", spec
     return _node({"address": address, "name": name}, key)
 
 
 def default_node_name(address: str) -> str:
-    if address.startswith("unix://"):
-        return Path(address[len("unix://") :]).stem or address
-    return address.removeprefix("tcp://")
+    # The socket's path: sockets are often all called docker.sock, in different folders.
+    return address.removeprefix("unix://").removeprefix("tcp://")
 
 
 def _value(section: str, key: str, value: Any) -> Any:
@@ -156,7 +156,12 @@ def _value(section: str, key: str, value: Any) -> Any:
             _check_address(name, address)
         return value
     if (section, key) in _FLOAT_KEYS:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
             raise ConfigError(name, "must be a positive number of seconds")
         return float(value)
     if not isinstance(value, str):
@@ -183,7 +188,9 @@ def _node(item: Any, key: str) -> NodeConfig:
     if not isinstance(address, str):
         raise ConfigError(f"{key}.address", "is required and must be a string")
     _check_address(f"{key}.address", address)
-    name = item.get("name") or default_node_name(address)
+    name = item.get("name")
+    if name is None or name == "":
+        name = default_node_name(address)
     if not isinstance(name, str):
         raise ConfigError(f"{key}.name", "must be a string")
     labels = item.get("labels", {})
@@ -227,7 +234,10 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         section, _, key = rest.partition("_")
         if section not in _SECTIONS or key not in _SECTIONS[section].__dataclass_fields__:
             raise ConfigError(var, "unknown setting")
-        raw.setdefault(section, {})[key] = _env_value(section, key, text)
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(section, "must be a table")
+        table[key] = _env_value(section, key, text)
 
 
 def _env_value(section: str, key: str, text: str) -> Any:

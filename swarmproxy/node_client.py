@@ -51,7 +51,8 @@ class NodeClient:
             self.socket_path = None
             self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 2375
             connector = aiohttp.TCPConnector(limit=POOL_LIMIT, keepalive_timeout=KEEPALIVE_SECONDS)
-            self.base_url = f"http://{self.host}:{self.port}"
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            self.base_url = f"http://{host}:{self.port}"
         self.session = aiohttp.ClientSession(
             connector=connector,
             # Bodies are relayed byte for byte: never decompress, never add headers.

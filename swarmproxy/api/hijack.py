@@ -91,8 +91,10 @@ class _ClientSide(asyncio.Protocol):
         original: asyncio.BaseProtocol,
         transport: asyncio.Transport,
         node_writer: asyncio.StreamWriter,
+        stdin: bool,
     ) -> None:
         self.original = original
+        self.stdin = stdin
         self.transport = transport
         self.node_writer = node_writer
         self.lost = asyncio.get_running_loop().create_future()
@@ -122,6 +124,11 @@ class _ClientSide(asyncio.Protocol):
             self.transport.resume_reading()
 
     def eof_received(self) -> bool:
+        if not self.stdin:
+            # With no stdin to end, an EOF can only mean the client is gone: let go of the
+            # node too, rather than hold both until the container next writes.
+            self.node_writer.close()
+            return False
         if not self.node_writer.is_closing() and self.node_writer.can_write_eof():
             self.node_writer.write_eof()
         # Keep the connection: the output still has to reach the client.
@@ -151,11 +158,15 @@ async def hijacked_stream(request: web.Request) -> web.StreamResponse:
     docker-py), otherwise a plain stream read until the node closes it."""
     target = target_of(request)
     if wants_upgrade(request):
-        return await hijack(request, target.node, target.path)
+        # An exec's stdin was chosen at its creation: assume one, as the daemon does.
+        stdin = request.query.get("stdin", "1").lower() in ("1", "true")
+        return await hijack(request, target.node, target.path, stdin)
     return await forward(request, target.node, target.path)
 
 
-async def hijack(request: web.Request, node: Node, path: str) -> web.StreamResponse:
+async def hijack(
+    request: web.Request, node: Node, path: str, stdin: bool = True
+) -> web.StreamResponse:
     body = await request.read()
     reader, writer = await node.client.open_raw()
     try:
@@ -190,7 +201,7 @@ async def hijack(request: web.Request, node: Node, path: str) -> web.StreamRespo
     try:
         await out.prepare(request)
         await out.write_eof()
-        await _pump(request, reader, writer, node)
+        await _pump(request, reader, writer, node, stdin)
     finally:
         writer.close()
     return out
@@ -201,13 +212,14 @@ async def _pump(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     node: Node,
+    stdin: bool,
 ) -> None:
     transport = cast(asyncio.Transport, request.transport)
     if transport is None or transport.is_closing():
         return
     tail = _TailCollector()
     request.protocol.set_parser(cast(Any, tail))
-    client = _ClientSide(transport.get_protocol(), transport, writer)
+    client = _ClientSide(transport.get_protocol(), transport, writer, stdin)
     transport.set_protocol(client)
     if tail.data:
         writer.write(bytes(tail.data))

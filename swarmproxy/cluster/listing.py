@@ -49,6 +49,19 @@ def _nanoseconds(created: str) -> int:
     return seconds * 1_000_000_000 + int((fraction + "000000000")[:9])
 
 
+def _fill_precise(tied: list[_Entry], known: dict[int, int]) -> None:
+    """Give every tied entry a time. One its node could not time (removed meanwhile) is at
+    least as new as the next older entry of the same node: a node lists newest first."""
+    by_node: dict[int, list[_Entry]] = {}
+    for entry in tied:
+        by_node.setdefault(id(entry.node), []).append(entry)
+    for group in by_node.values():
+        floor = group[0].second * 1_000_000_000
+        for entry in sorted(group, key=lambda e: e.rank, reverse=True):
+            floor = known.get(id(entry), floor)
+            entry.precise = floor
+
+
 async def merge_containers(
     per_node: Sequence[tuple[Node, list[dict[str, Any]]]],
     limit: int | None,
@@ -74,9 +87,12 @@ async def merge_containers(
             times = await asyncio.gather(
                 *(precise_created(e.node, e.container["Id"]) for e in tied)
             )
-            for entry, created in zip(tied, times, strict=True):
-                if created:
-                    entry.precise = _nanoseconds(created)
+            known = {
+                id(e): _nanoseconds(created)
+                for e, created in zip(tied, times, strict=True)
+                if created
+            }
+            _fill_precise(tied, known)
             entries.sort(key=_Entry.key, reverse=True)
         del entries[limit:]
     for entry in entries:

@@ -26,15 +26,16 @@ def highest(versions: Iterable[str], default: str) -> str:
 
 def check_request_version(requested: str, maximum: str, minimum: str) -> tuple[str, str]:
     """The daemon's complaints about a client's version: (too new, too old); empty if fine."""
-    if parse(requested) > parse(maximum):
-        return (
-            f"client version {requested} is too new. Maximum supported API version is {maximum}",
-            "",
-        )
+    # The daemon checks the lower bound first.
     if parse(requested) < parse(minimum):
         return (
             "",
             f"client version {requested} is too old. Minimum supported API version is "
             f"{minimum}, please upgrade your client to a newer version",
+        )
+    if parse(requested) > parse(maximum):
+        return (
+            f"client version {requested} is too new. Maximum supported API version is {maximum}",
+            "",
         )
     return "", ""
