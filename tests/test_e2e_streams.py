@@ -219,3 +219,39 @@ def test_attach_without_upgrade_is_a_plain_stream(cluster: Proxy) -> None:
     assert status == 200
     # Multiplexed: an 8-byte frame header (stream 1 = stdout) before the payload.
     assert body[0] == 1 and body[8:] == b"said-this\n"
+
+
+def _connections_to_nodes(proxy: Proxy, nodes: list[DockerNode]) -> int:
+    """The proxy's established TCP connections to the nodes' ports."""
+    listing = subprocess.run(
+        ["ss", "-Htnp", "state", "established"], capture_output=True, text=True, check=True
+    ).stdout
+    ports = {f"127.0.0.1:{n.port}" for n in nodes}
+    return sum(
+        1
+        for line in listing.splitlines()
+        if f"pid={proxy.process.pid}," in line and line.split()[3] in ports
+    )
+
+
+def test_a_client_that_goes_away_cancels_the_request_to_the_node(
+    cluster: Proxy, nodes: list[DockerNode]
+) -> None:
+    cluster.docker("run", "-d", "--name", "quiet", "busybox", "sleep", "300")
+    baseline = _connections_to_nodes(cluster, nodes)
+    clients = []
+    for path in ["/containers/quiet/logs?follow=1&stdout=1"] * 5 + ["/containers/quiet/wait"] * 5:
+        conn = http.client.HTTPConnection("127.0.0.1", cluster.port, timeout=10)
+        conn.request("GET" if "logs" in path else "POST", path)
+        clients.append(conn)
+    deadline = time.monotonic() + 10
+    while _connections_to_nodes(cluster, nodes) < baseline + 10 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _connections_to_nodes(cluster, nodes) >= baseline + 10
+    for conn in clients:
+        conn.close()
+    deadline = time.monotonic() + 10
+    while _connections_to_nodes(cluster, nodes) > baseline and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _connections_to_nodes(cluster, nodes) <= baseline
+    assert cluster.request("GET", "/_ping")[0] == 200
