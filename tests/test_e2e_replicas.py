@@ -78,3 +78,27 @@ def test_containers_removed_by_their_node_leave_the_index(
     assert not asyncio.run(indexed(auto_removed))
     assert not asyncio.run(indexed(behind_back))
     first.docker("create", "--name", "doomed", "busybox", "true")
+
+
+def test_a_name_claim_whose_proxy_died_is_recovered(
+    replicas: tuple[Proxy, Proxy], nodes: list[DockerNode], redis_server: RedisServer
+) -> None:
+    """A proxy killed between claiming a name and the node's answer leaves a pending claim."""
+    first, _ = replicas
+    stale = f"pending:{uuid.uuid4().hex}:{int(time.time()) - 3600}"
+    # The node made the container before the proxy died: the container keeps its name.
+    ghost = nodes[1].docker("create", "--name", "ghost", "busybox", "true").stdout.strip()
+
+    async def claim(name: str) -> None:
+        storage = RedisStorage(redis_server.url, prefix=first.prefix)
+        try:
+            assert await storage.reserve_name(name, stale) is None
+        finally:
+            await storage.close()
+
+    asyncio.run(claim("orphan"))
+    asyncio.run(claim("ghost"))
+    first.docker("create", "--name", "orphan", "busybox", "true")
+    clash = first.docker("create", "--name", "ghost", "busybox", "true", check=False)
+    assert clash.returncode != 0 and f'by container "{ghost}"' in clash.stderr
+    assert first.docker("inspect", "-f", "{{.Id}}", "ghost").stdout.strip() == ghost

@@ -42,6 +42,16 @@ PENDING_PREFIX = "pending:"
 _FULL_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
+def _pending_age(owner: str) -> float:
+    """Seconds since a pending claim was made; 0 for a container ID."""
+    if not owner.startswith(PENDING_PREFIX):
+        return 0.0
+    try:
+        return time.time() - int(owner.rsplit(":", 1)[1])
+    except ValueError:
+        return float("inf")
+
+
 def ambiguous(prefix: str) -> DockerError:
     # The daemon answers an ambiguous prefix with a 500 carrying truncindex's message.
     return DockerError(f"multiple IDs found with provided prefix: {prefix}", 500)
@@ -250,10 +260,27 @@ class Cluster:
             # Removed behind the proxy's back: the name is free on every node.
             await self.storage.remove_container(str(owner))
             owner = await self.storage.reserve_name(name, token)
+        if owner is not None and _pending_age(owner) > self.health_config.pending_name_timeout:
+            owner = await self._take_over_pending(name, owner, token)
         if owner is not None:
             shown = "(being created)" if owner.startswith(PENDING_PREFIX) else owner
             raise NameConflict(name, shown)
         return NameClaim(name, token)
+
+    async def _take_over_pending(self, name: str, pending: str, token: str) -> str | None:
+        """A claim whose create never answered (its proxy died): if a node holds a container
+        of that name, the create went through and the container keeps the name; otherwise the
+        claim is taken over. Returns the owner that stays, or None when the name is ours."""
+        try:
+            record = await self._discover_container(name)
+        except NoSuchContainer:
+            if await self.storage.assign_name(name, token, pending):
+                log_event(log, logging.WARNING, "stale name claim taken over", name=name)
+                return None
+            return await self.storage.retrieve_name(name)
+        if record.name != name:
+            await self.storage.assign_name(name, record.id, pending)
+        return record.id
 
     async def _container_exists(self, container_id: str) -> bool:
         """Only a node's own 404 says no; an unreachable node may still hold it."""
