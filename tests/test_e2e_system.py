@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import pathlib
+import shutil
+import tempfile
 
 import pytest
 
-from swarmproxy.local_nodes import DockerNode, start_nodes, stop_nodes
+from swarmproxy.local_nodes import DockerNode, run_docker, start_nodes, stop_nodes
 from tests.rig.proxy import Proxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -91,3 +94,19 @@ def test_a_node_that_goes_away(
         proxy.stop()
         stop_nodes([doomed])
         nodes[0].remove_all_containers()
+
+
+def test_serves_on_a_unix_socket_too(
+    nodes: list[DockerNode], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    workdir = tmp_path_factory.mktemp("proxy-unix")
+    socket = pathlib.Path(tempfile.mkdtemp(prefix="sp-", dir="/tmp")) / "proxy.sock"
+    proxy = Proxy.start(workdir, nodes, unix_socket=socket)
+    try:
+        host = f"unix://{socket}"
+        assert run_docker(host, workdir, "run", "--rm", "busybox", "echo", "hi").stdout == "hi\n"
+        piped = run_docker(host, workdir, "run", "-i", "--rm", "busybox", "cat", input="in\n")
+        assert piped.stdout == "in\n"
+    finally:
+        proxy.stop()
+        shutil.rmtree(socket.parent, ignore_errors=True)

@@ -41,6 +41,7 @@ class Proxy:
         storage_url: str = "memory://",
         prefix: str = "swarmproxy:",
         extra_toml: str = "",
+        unix_socket: pathlib.Path | None = None,
     ) -> Proxy:
         workdir.mkdir(parents=True, exist_ok=True)
         port = free_port()
@@ -49,9 +50,12 @@ class Proxy:
             f'labels = {{ rig = "yes", index = "{i}" }}\n\n'
             for i, n in enumerate(nodes, start=1)
         )
+        listen = [f"tcp://127.0.0.1:{port}"]
+        if unix_socket is not None:
+            listen.append(f"unix://{unix_socket}")
         config = workdir / "config.toml"
         config.write_text(
-            f'[server]\nlisten = ["tcp://127.0.0.1:{port}"]\nname = "rig-proxy"\n\n'
+            f'[server]\nlisten = {json.dumps(listen)}\nname = "rig-proxy"\n\n'
             f'[storage]\nurl = "{storage_url}"\nprefix = "{prefix}"\n\n'
             f"[health]\ninterval = 1.0\n\n{extra_toml}\n{node_tables}"
         )
