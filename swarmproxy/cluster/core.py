@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from swarmproxy.cluster import versions
@@ -189,6 +189,22 @@ class Cluster:
                     error=result.message,
                 )
         return list(zip(targets, results, strict=True))
+
+    async def fan_out_json(self, method: str, path: str) -> list[tuple[Node, Any]]:
+        """Every reachable node's JSON answer. A down node is left out (and logged); a node's
+        refusal (a bad filter, say) is the answer, as every node judges a query alike."""
+        answers = []
+        for node, result in await self.fan_out(lambda n: n.client.json(method, path)):
+            if isinstance(result, NodeUnavailable):
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            status, body = result
+            if not 200 <= status < 300:
+                message = body.get("message", "") if isinstance(body, dict) else ""
+                raise DockerError(message or f"node {node.name} answered {status}", status)
+            answers.append((node, body))
+        return answers
 
     # --- containers -------------------------------------------------------------
     async def locate_container(self, ref: str) -> tuple[ContainerRecord, Node]:

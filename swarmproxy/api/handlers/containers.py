@@ -14,7 +14,7 @@ from swarmproxy.api.context import cluster_of, json_response, target_of
 from swarmproxy.api.forward import forward, relay, upstream_headers, upstream_path
 from swarmproxy.cluster import Node
 from swarmproxy.cluster.listing import merge_containers
-from swarmproxy.errors import BadRequest, DockerError, NodeUnavailable
+from swarmproxy.errors import BadRequest
 from swarmproxy.scheduler import SchedulingRequest
 
 T = TypeVar("T")
@@ -96,17 +96,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 async def list_containers(request: web.Request) -> web.Response:
     cluster = cluster_of(request)
     path = upstream_path(request, "/containers/json")
-    per_node: list[tuple[Node, list[dict[str, Any]]]] = []
-    for node, result in await cluster.fan_out(lambda n: n.client.json("GET", path)):
-        if isinstance(result, NodeUnavailable):
-            continue
-        if isinstance(result, BaseException):
-            raise result
-        status, body = result
-        if status != 200:
-            # Every node judges the query alike (a bad filter): its answer is the answer.
-            raise DockerError(body.get("message", "listing failed"), status)
-        per_node.append((node, body or []))
+    per_node = [(node, body or []) for node, body in await cluster.fan_out_json("GET", path)]
     try:
         limit = int(request.query.get("limit", "0") or 0)
     except ValueError:
@@ -119,14 +109,7 @@ async def prune(request: web.Request) -> web.Response:
     path = upstream_path(request, "/containers/prune")
     deleted: list[str] = []
     reclaimed = 0
-    for _node, result in await cluster.fan_out(lambda n: n.client.json("POST", path)):
-        if isinstance(result, NodeUnavailable):
-            continue
-        if isinstance(result, BaseException):
-            raise result
-        status, body = result
-        if status != 200:
-            raise DockerError(body.get("message", "prune failed"), status)
+    for _node, body in await cluster.fan_out_json("POST", path):
         deleted.extend(body.get("ContainersDeleted") or [])
         reclaimed += body.get("SpaceReclaimed") or 0
     await _shielded(cluster.forget_containers(deleted))
