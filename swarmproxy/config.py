@@ -59,6 +59,9 @@ class HealthConfig:
     interval: float = 5.0
     # Seconds a node may take to answer a health ping.
     timeout: float = 3.0
+    # Seconds a call to every node (listing, prune, info, a lookup miss, opening events)
+    # waits for one node before leaving it out: one stuck node must not hang them all.
+    node_timeout: float = 10.0
     # Seconds after which a name reserved by a create that never answered (its proxy
     # died) is checked against the nodes and freed if no node made the container.
     pending_name_timeout: float = 300.0
@@ -88,7 +91,12 @@ _SECTIONS: dict[str, type[Any]] = {
     "log": LogConfig,
 }
 _LIST_KEYS = {("server", "listen")}
-_FLOAT_KEYS = {("health", "interval"), ("health", "timeout"), ("health", "pending_name_timeout")}
+_FLOAT_KEYS = {
+    ("health", "node_timeout"),
+    ("health", "interval"),
+    ("health", "timeout"),
+    ("health", "pending_name_timeout"),
+}
 _CHOICES = {
     ("log", "level"): {"debug", "info", "warning", "error"},
     ("log", "format"): {"text", "json"},

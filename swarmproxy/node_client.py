@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import aiodocker
 import aiohttp
+from yarl import URL
 
 from swarmproxy.cluster.health import NodeHealth
 from swarmproxy.errors import NodeUnavailable
@@ -81,7 +82,8 @@ class NodeClient:
         try:
             response = await self.session.request(
                 method,
-                self.base_url + path,
+                # Already encoded by the caller (the client's raw query, quoted IDs).
+                URL(self.base_url + path, encoded=True),
                 headers=headers,
                 data=data,
                 allow_redirects=False,
@@ -122,7 +124,8 @@ class NodeClient:
         try:
             async with asyncio.timeout(timeout):
                 result: dict[str, Any] = await self.docker.version()
-        except (aiodocker.DockerError, *TRANSPORT_ERRORS) as e:
+        except (aiodocker.DockerError, *TRANSPORT_ERRORS, ValueError, TypeError, KeyError) as e:
+            # Not the daemon's JSON either: the node is at fault, whatever it is.
             raise self.unavailable(e) from e
         self.health.record_success()
         return result
@@ -131,7 +134,8 @@ class NodeClient:
         try:
             async with asyncio.timeout(timeout):
                 result: dict[str, Any] = dict(await self.docker.system.info())
-        except (aiodocker.DockerError, *TRANSPORT_ERRORS) as e:
+        except (aiodocker.DockerError, *TRANSPORT_ERRORS, ValueError, TypeError, KeyError) as e:
+            # Not the daemon's JSON either: the node is at fault, whatever it is.
             raise self.unavailable(e) from e
         self.health.record_success()
         return result

@@ -21,6 +21,7 @@ log = logging.getLogger("swarmproxy.server")
 
 # A container config can carry a large environment; archives stream and are not bounded.
 MAX_BODY = 64 * 1024 * 1024
+SHUTDOWN_SECONDS = 3.0
 
 
 def make_app(cluster: Cluster, config: Config) -> web.Application:
@@ -62,7 +63,11 @@ async def serve(config: Config, cluster: Cluster | None = None) -> None:
     await cluster.start()
     app = make_app(cluster, config)
     # A client that goes away cancels its handler, and with it the request to the node.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    # Open streams (events, logs -f, attach) would hold a shutdown for aiohttp's default
+    # minute: an orchestrator's stop grace is shorter than that.
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
+    )
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -45,11 +45,12 @@ def filtered(headers: Any, drop: Iterable[str] = ()) -> CIMultiDict[str]:
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
 
 
-def upstream_headers(request: web.BaseRequest) -> CIMultiDict[str]:
+def upstream_headers(request: web.BaseRequest, *, streamed_body: bool = False) -> CIMultiDict[str]:
+    """The client's headers for the node. Content-Length goes along only with a body that
+    is streamed through as it came; for a body read here (or none) aiohttp sets it."""
     headers = filtered(request.headers)
     length = request.headers.get("Content-Length")
-    if length is not None:
-        # A fixed-length body stays fixed-length; otherwise aiohttp sends it chunked.
+    if streamed_body and length is not None:
         headers["Content-Length"] = length
     return headers
 
@@ -58,7 +59,8 @@ def upstream_path(request: web.Request, path: str) -> str:
     """`path` under the client's version prefix, with the client's query string."""
     version = request.match_info.get("version")
     prefix = f"/v{version}" if version else ""
-    query = request.query_string
+    # The raw query: decoding and re-encoding it would turn %23 into a fragment.
+    query = request.rel_url.raw_query_string
     return f"{prefix}{path}?{query}" if query else f"{prefix}{path}"
 
 
@@ -66,10 +68,10 @@ async def forward(
     request: web.Request, node: Node, path: str, *, body: bytes | None = None
 ) -> web.StreamResponse:
     """Send the request on to `node` at `path` (already under the version prefix)."""
-    data: Any = body if body is not None else (request.content if request.body_exists else None)
-    async with node.client.request(
-        request.method, path, headers=upstream_headers(request), data=data
-    ) as upstream:
+    streamed = body is None and request.body_exists
+    data: Any = request.content if streamed else body
+    headers = upstream_headers(request, streamed_body=streamed)
+    async with node.client.request(request.method, path, headers=headers, data=data) as upstream:
         return await relay(request, upstream, node)
 
 
@@ -93,16 +95,20 @@ async def relay(
     if body is not None:
         await out.write(body)
     elif request.method != "HEAD":
-        try:
-            async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
-                await out.write(chunk)
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
-            # The status is sent already: the only honest signal left is to cut the
-            # client's connection, so that it sees a truncated stream, not a clean end.
-            error = node.client.unavailable(e)
-            log_event(log, logging.WARNING, "stream cut", node=node.name, error=error.message)
-            if request.transport is not None:
-                request.transport.close()
-            return out
+        while True:
+            try:
+                chunk = await upstream.content.read(STREAM_CHUNK)
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
+                # The status is sent already: the only honest signal left is to cut the
+                # client's connection, so that it sees a truncated stream, not a clean end.
+                error = node.client.unavailable(e)
+                log_event(log, logging.WARNING, "stream cut", node=node.name, error=error.message)
+                if request.transport is not None:
+                    request.transport.close()
+                return out
+            if not chunk:
+                break
+            # A client that hung up raises here: its fault, not the node's.
+            await out.write(chunk)
     await out.write_eof()
     return out

@@ -17,7 +17,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from swarmproxy.api.context import target_of
-from swarmproxy.api.forward import NODE_KEY, filtered, forward
+from swarmproxy.api.forward import HOP_BY_HOP, NODE_KEY, filtered, forward
 from swarmproxy.cluster.node import Node
 from swarmproxy.log import log_event
 from swarmproxy.node_client import TRANSPORT_ERRORS
@@ -35,10 +35,15 @@ def wants_upgrade(request: web.BaseRequest) -> bool:
 
 
 def _request_head(request: web.Request, path: str, body_length: int) -> bytes:
-    lines = [f"{request.method} {path} HTTP/1.1", "Host: docker"]
-    lines.extend(f"{k}: {v}" for k, v in filtered(request.headers).items())
-    lines += ["Connection: Upgrade", "Upgrade: tcp", f"Content-Length: {body_length}", "", ""]
-    return "\r\n".join(lines).encode("latin-1")
+    """Built from the client's raw header bytes: whatever they hold goes through untouched."""
+    lines = [f"{request.method} {path} HTTP/1.1".encode(), b"Host: docker"]
+    lines.extend(
+        name + b": " + value
+        for name, value in request.raw_headers
+        if name.decode("latin-1").lower() not in HOP_BY_HOP
+    )
+    lines += [b"Connection: Upgrade", b"Upgrade: tcp", f"Content-Length: {body_length}".encode()]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 async def _read_head(reader: asyncio.StreamReader) -> tuple[int, str, CIMultiDict[str]]:
@@ -91,10 +96,8 @@ class _ClientSide(asyncio.Protocol):
         original: asyncio.BaseProtocol,
         transport: asyncio.Transport,
         node_writer: asyncio.StreamWriter,
-        stdin: bool,
     ) -> None:
         self.original = original
-        self.stdin = stdin
         self.transport = transport
         self.node_writer = node_writer
         self.lost = asyncio.get_running_loop().create_future()
@@ -124,11 +127,6 @@ class _ClientSide(asyncio.Protocol):
             self.transport.resume_reading()
 
     def eof_received(self) -> bool:
-        if not self.stdin:
-            # With no stdin to end, an EOF can only mean the client is gone: let go of the
-            # node too, rather than hold both until the container next writes.
-            self.node_writer.close()
-            return False
         if not self.node_writer.is_closing() and self.node_writer.can_write_eof():
             self.node_writer.write_eof()
         # Keep the connection: the output still has to reach the client.
@@ -158,15 +156,11 @@ async def hijacked_stream(request: web.Request) -> web.StreamResponse:
     docker-py), otherwise a plain stream read until the node closes it."""
     target = target_of(request)
     if wants_upgrade(request):
-        # An exec's stdin was chosen at its creation: assume one, as the daemon does.
-        stdin = request.query.get("stdin", "1").lower() in ("1", "true")
-        return await hijack(request, target.node, target.path, stdin)
+        return await hijack(request, target.node, target.path)
     return await forward(request, target.node, target.path)
 
 
-async def hijack(
-    request: web.Request, node: Node, path: str, stdin: bool = True
-) -> web.StreamResponse:
+async def hijack(request: web.Request, node: Node, path: str) -> web.StreamResponse:
     body = await request.read()
     reader, writer = await node.client.open_raw()
     try:
@@ -201,7 +195,7 @@ async def hijack(
     try:
         await out.prepare(request)
         await out.write_eof()
-        await _pump(request, reader, writer, node, stdin)
+        await _pump(request, reader, writer, node)
     finally:
         writer.close()
     return out
@@ -212,21 +206,20 @@ async def _pump(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     node: Node,
-    stdin: bool,
 ) -> None:
     transport = cast(asyncio.Transport, request.transport)
     if transport is None or transport.is_closing():
         return
     tail = _TailCollector()
     request.protocol.set_parser(cast(Any, tail))
-    client = _ClientSide(transport.get_protocol(), transport, writer, stdin)
+    client = _ClientSide(transport.get_protocol(), transport, writer)
     transport.set_protocol(client)
     if tail.data:
         writer.write(bytes(tail.data))
     try:
         while not transport.is_closing():
             data = await reader.read(CHUNK)
-            if not data:
+            if not data or transport.is_closing():
                 break
             transport.write(data)
             await client.writable()

@@ -20,6 +20,8 @@ from swarmproxy.storage import StorageError
 log = logging.getLogger("swarmproxy.http")
 
 SERVER = f"swarmproxy/{__version__} (linux)"
+# Set on a request once its response's status and headers are on their way.
+PREPARED_KEY = "swarmproxy.prepared"
 
 
 def error_response(status: int, message: str) -> web.Response:
@@ -53,37 +55,59 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         )
 
 
+def _cut_if_answered(request: web.Request, error: BaseException) -> None:
+    """Once the status and headers are sent, an error can't be answered: a second response
+    would land inside the first one's body. Cutting the connection is the honest signal."""
+    if request.get(PREPARED_KEY):
+        log_event(
+            log,
+            logging.WARNING,
+            "stream failed",
+            path=request.path,
+            error=str(error) or type(error).__name__,
+        )
+        if request.transport is not None:
+            request.transport.close()
+        raise error
+
+
 @web.middleware
 async def docker_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except DockerError as e:
-        if e.status >= 500:
+    except ConnectionError:
+        raise  # the client is gone; nothing can be answered
+    except Exception as e:
+        _cut_if_answered(request, e)
+        return _error_answer(request, e)
+
+
+def _error_answer(request: web.Request, error: Exception) -> web.Response:
+    """The daemon's kind of answer: its status codes, `{"message": ...}`."""
+    if isinstance(error, DockerError):
+        if error.status >= 500:
             log_event(
                 log,
                 logging.WARNING,
                 "request failed",
                 path=request.path,
-                status=e.status,
-                error=e.message,
+                status=error.status,
+                error=error.message,
             )
-        return error_response(e.status, e.message)
-    except StorageError as e:
-        log_event(log, logging.ERROR, "storage failed", path=request.path, error=str(e))
-        return error_response(503, f"storage unavailable: {e}")
-    except web.HTTPException as e:
-        if e.status in (404, 405):
+        return error_response(error.status, error.message)
+    if isinstance(error, StorageError):
+        log_event(log, logging.ERROR, "storage failed", path=request.path, error=str(error))
+        return error_response(503, f"storage unavailable: {error}")
+    if isinstance(error, web.HTTPException):
+        if error.status in (404, 405):
             # The daemon's router answers unknown paths and methods alike.
             log_event(
                 log, logging.INFO, "unsupported endpoint", method=request.method, path=request.path
             )
             return error_response(404, "page not found")
-        return error_response(e.status, e.reason)
-    except ConnectionError:
-        raise  # the client is gone; nothing can be answered
-    except Exception as e:
-        log.exception("unexpected error", extra={"fields": {"path": request.path}})
-        return error_response(500, f"swarmproxy internal error: {e}")
+        return error_response(error.status, error.reason)
+    log.error("unexpected error", exc_info=error, extra={"fields": {"path": request.path}})
+    return error_response(500, f"swarmproxy internal error: {error}")
 
 
 @web.middleware
@@ -104,6 +128,7 @@ async def api_version(request: web.Request, handler: Handler) -> web.StreamRespo
 
 async def daemon_headers(request: web.Request, response: web.StreamResponse) -> None:
     """What a daemon sends on every answer; a node's own answers keep the node's."""
+    request[PREPARED_KEY] = True
     if NODE_KEY in response:
         return
     cluster = request.app[CLUSTER]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
@@ -116,7 +117,15 @@ class Cluster:
             await self.check_nodes()
 
     async def check_nodes(self) -> None:
-        await asyncio.gather(*(self.check_node(n) for n in self.nodes))
+        results = await asyncio.gather(
+            *(self.check_node(n) for n in self.nodes), return_exceptions=True
+        )
+        for node, result in zip(self.nodes, results, strict=True):
+            if isinstance(result, Exception):
+                # The health loop must outlive any surprise from one node.
+                log.error(
+                    "health check failed", exc_info=result, extra={"fields": {"node": node.name}}
+                )
 
     async def check_node(self, node: Node) -> None:
         """Ping a node for its versions and its info; failures are recorded on its health."""
@@ -177,7 +186,15 @@ class Cluster:
     ) -> list[tuple[Node, T | BaseException]]:
         """Run `call` on every node at once; a node's failure is its result, not an error."""
         targets = list(self.nodes if nodes is None else nodes)
-        results = await asyncio.gather(*(call(n) for n in targets), return_exceptions=True)
+        timeout = self.health_config.node_timeout
+
+        async def bounded(node: Node) -> T:
+            try:
+                return await asyncio.wait_for(call(node), timeout)
+            except TimeoutError as e:
+                raise node.client.unavailable(TimeoutError(f"no answer within {timeout:g}s")) from e
+
+        results = await asyncio.gather(*(bounded(n) for n in targets), return_exceptions=True)
         for node, result in zip(targets, results, strict=True):
             if isinstance(result, NodeUnavailable):
                 log_event(
@@ -287,16 +304,22 @@ class Cluster:
         """A claim whose create never answered (its proxy died): if a node holds a container
         of that name, the create went through and the container keeps the name; otherwise the
         claim is taken over. Returns the owner that stays, or None when the name is ours."""
-        try:
-            record = await self._discover_container(name)
-        except NoSuchContainer:
-            if await self.storage.assign_name(name, token, pending):
-                log_event(log, logging.WARNING, "stale name claim taken over", name=name)
-                return None
-            return await self.storage.retrieve_name(name)
-        if record.name != name:
-            await self.storage.assign_name(name, record.id, pending)
-        return record.id
+        holders = await self.find_by_name(name)
+        if holders:
+            node, container_id = holders[0]
+            await self.storage.store_container(container_id, node.address)
+            await self.storage.assign_name(name, container_id, pending)
+            return container_id
+        if await self.storage.assign_name(name, token, pending):
+            log_event(log, logging.WARNING, "stale name claim taken over", name=name)
+            return None
+        return await self.storage.retrieve_name(name)
+
+    async def find_by_name(self, name: str) -> list[tuple[Node, str]]:
+        """The containers named exactly `name` on the reachable nodes."""
+        filters = quote(json.dumps({"name": [f"^/{re.escape(name)}$"]}))
+        found = await self.fan_out_json("GET", f"/containers/json?all=1&filters={filters}")
+        return [(node, c["Id"]) for node, listing in found for c in listing or []]
 
     async def _container_exists(self, container_id: str) -> bool:
         """Only a node's own 404 says no; an unreachable node may still hold it."""
@@ -327,7 +350,18 @@ class Cluster:
     ) -> None:
         await self.storage.store_container(container_id, node.address)
         if claim is not None:
-            await self.storage.assign_name(claim.name, container_id, claim.token)
+            if not await self.storage.assign_name(claim.name, container_id, claim.token):
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "name claim lost",
+                    node=node.name,
+                    container=container_id,
+                    name=claim.name,
+                )
+        else:
+            # The daemon chose the name: reserve it too, or another node could reuse it.
+            await self._index_daemon_name(container_id, node)
         log_event(
             log,
             logging.INFO,
@@ -337,10 +371,43 @@ class Cluster:
             name=claim.name if claim else "",
         )
 
-    async def container_renamed(self, container_id: str, old_name: str, claim: NameClaim) -> None:
-        await self.storage.assign_name(claim.name, container_id, claim.token)
-        if old_name and old_name != claim.name:
-            await self.storage.release_name(old_name, container_id)
+    async def container_renamed(
+        self, container_id: str, node: Node, old_name: str, claim: NameClaim
+    ) -> None:
+        """After a node's 204: what the node now calls the container decides, since two
+        renames of one container may have raced."""
+        actual = await self._daemon_name(node, container_id)
+        if actual == claim.name:
+            await self.storage.assign_name(claim.name, container_id, claim.token)
+            if old_name and old_name != claim.name:
+                await self.storage.release_name(old_name, container_id)
+        else:
+            await self.release_claim(claim)
+
+    async def _daemon_name(self, node: Node, container_id: str) -> str:
+        try:
+            status, body = await node.client.json("GET", f"/containers/{container_id}/json")
+        except NodeUnavailable:
+            return ""
+        return str(body.get("Name", "")).removeprefix("/") if status == 200 else ""
+
+    async def _index_daemon_name(self, container_id: str, node: Node) -> None:
+        name = await self._daemon_name(node, container_id)
+        if not name:
+            return
+        owner = await self.storage.reserve_name(name, container_id)
+        if owner is None or owner == container_id:
+            await self.storage.assign_name(name, container_id, container_id)
+        else:
+            log_event(
+                log,
+                logging.WARNING,
+                "generated name already taken",
+                node=node.name,
+                container=container_id,
+                name=name,
+                owner=owner,
+            )
 
     async def forget_container(self, container_id: str) -> None:
         await self.storage.remove_container(container_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,10 +15,7 @@ import aiohttp
 from swarmproxy.cluster.core import Cluster
 from swarmproxy.cluster.node import Node
 from swarmproxy.errors import DockerError, NodeUnavailable, NoNodeAvailable
-from swarmproxy.log import log_event
 from swarmproxy.node_client import TRANSPORT_ERRORS
-
-log = logging.getLogger("swarmproxy.events")
 
 
 def tag_event(line: bytes, node: Node) -> bytes:
@@ -85,13 +81,16 @@ class MergedEvents:
             for _, line in backlog:
                 yield line
             return
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1024)
+        # None: a node's stream ended; an exception: it broke, and so does the merge.
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=1024)
 
         async def pump(node: Node, response: aiohttp.ClientResponse) -> None:
             try:
                 async for line in self._lines(node, response):
                     await queue.put(line)
-            finally:
+            except Exception as e:
+                await queue.put(e)
+            else:
                 await queue.put(None)
 
         tasks = [asyncio.create_task(pump(n, r)) for n, r in self._streams]
@@ -101,6 +100,8 @@ class MergedEvents:
                 item = await queue.get()
                 if item is None:
                     open_streams -= 1
+                elif isinstance(item, BaseException):
+                    raise item
                 else:
                     yield item
         finally:
@@ -110,20 +111,14 @@ class MergedEvents:
 
     @staticmethod
     async def _lines(node: Node, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """A node's events, tagged. A broken stream is the node's failure: a client must not
+        mistake a merge with one node missing for the whole cluster's events."""
         try:
             async for line in response.content:
                 if line.strip():
                     yield tag_event(line, node)
-        except TRANSPORT_ERRORS as e:
-            # One node's stream ending early must not end the others'.
-            log_event(
-                log,
-                logging.WARNING,
-                "event stream lost",
-                node=node.name,
-                addr=node.address,
-                error=str(e) or type(e).__name__,
-            )
+        except (*TRANSPORT_ERRORS, ValueError) as e:
+            raise node.client.unavailable(e) from e
 
     async def close(self) -> None:
         await self._stack.aclose()

@@ -35,7 +35,7 @@ class DestroyWatcher:
         while True:
             try:
                 await self._follow()
-            except (NodeUnavailable, StorageError, *TRANSPORT_ERRORS, ValueError) as e:
+            except (NodeUnavailable, StorageError, *TRANSPORT_ERRORS) as e:
                 log_event(
                     log,
                     logging.DEBUG,
@@ -43,6 +43,9 @@ class DestroyWatcher:
                     node=self.node.name,
                     error=str(e) or type(e).__name__,
                 )
+            except Exception:
+                # Whatever a node sends (an oversized line, bad JSON), the watch goes on.
+                log.exception("destroy watch failed", extra={"fields": {"node": self.node.name}})
             await asyncio.sleep(RETRY_SECONDS)
 
     async def _follow(self) -> None:

@@ -15,6 +15,7 @@ from swarmproxy.api.forward import forward, relay, upstream_headers, upstream_pa
 from swarmproxy.cluster import Node
 from swarmproxy.cluster.listing import merge_containers
 from swarmproxy.errors import BadRequest
+from swarmproxy.node_client import TRANSPORT_ERRORS
 from swarmproxy.scheduler import SchedulingRequest
 
 T = TypeVar("T")
@@ -50,20 +51,34 @@ Learn = Callable[[int, bytes], Awaitable[bytes | None]]
 
 
 async def _exchange(
-    request: web.Request, node: Node, path: str, learn: Learn, body: bytes | None = None
+    request: web.Request,
+    node: Node,
+    path: str,
+    learn: Learn,
+    body: bytes | None = None,
+    on_error: Callable[[], Awaitable[None]] | None = None,
 ) -> web.StreamResponse:
     """Send the request to `node`, read its (small) answer, let `learn` index what it says
-    (and perhaps return other bytes to send), then relay it."""
+    (and perhaps return other bytes to send), then relay it. `on_error` runs when the node
+    gave no answer. All of it runs to the end even if the client goes away."""
+    if body is None and request.body_exists:
+        body = await request.read()
 
     async def run() -> web.StreamResponse:
-        async with node.client.request(
-            request.method, path, headers=upstream_headers(request), data=body
-        ) as upstream:
-            payload = await upstream.read()
-            replaced = await learn(upstream.status, payload)
-            return await relay(
-                request, upstream, node, body=payload if replaced is None else replaced
-            )
+        try:
+            async with node.client.request(
+                request.method, path, headers=upstream_headers(request), data=body
+            ) as upstream:
+                try:
+                    payload = await upstream.read()
+                except TRANSPORT_ERRORS as e:
+                    raise node.client.unavailable(e) from e
+                replaced = await learn(upstream.status, payload)
+        except BaseException:
+            if on_error is not None:
+                await on_error()
+            raise
+        return await relay(request, upstream, node, body=payload if replaced is None else replaced)
 
     return await _shielded(run())
 
@@ -76,21 +91,22 @@ async def create(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     claim = await cluster.claim_name(name) if name else None
 
+    async def release() -> None:
+        await cluster.release_claim(claim)
+
     async def learn(status: int, payload: bytes) -> None:
         if status == 201:
             await cluster.container_created(json.loads(payload)["Id"], node, claim)
         else:
-            await cluster.release_claim(claim)
+            await release()
 
     try:
         node = await cluster.schedule(SchedulingRequest(name=name, config=_config(body)))
-        return await _exchange(
-            request, node, upstream_path(request, "/containers/create"), learn, body
-        )
     except BaseException:
-        # Idempotent: a claim that became a container's name is not released by this.
-        await _shielded(cluster.release_claim(claim))
+        await _shielded(release())
         raise
+    path = upstream_path(request, "/containers/create")
+    return await _exchange(request, node, path, learn, body, on_error=release)
 
 
 async def list_containers(request: web.Request) -> web.Response:
@@ -150,17 +166,16 @@ async def rename(request: web.Request) -> web.StreamResponse:
     _check_name(new_name)
     claim = await cluster.claim_name(new_name)
 
+    async def release() -> None:
+        await cluster.release_claim(claim)
+
     async def learn(status: int, payload: bytes) -> None:
         if status == 204:
-            await cluster.container_renamed(target.id, target.name, claim)
+            await cluster.container_renamed(target.id, target.node, target.name, claim)
         else:
-            await cluster.release_claim(claim)
+            await release()
 
-    try:
-        return await _exchange(request, target.node, target.path, learn)
-    except BaseException:
-        await _shielded(cluster.release_claim(claim))
-        raise
+    return await _exchange(request, target.node, target.path, learn, on_error=release)
 
 
 async def exec_create(request: web.Request) -> web.StreamResponse:

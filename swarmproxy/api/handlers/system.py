@@ -44,8 +44,8 @@ async def info(request: web.Request) -> web.Response:
 
 async def events(request: web.Request) -> web.StreamResponse:
     stream = MergedEvents(cluster_of(request), upstream_path(request, "/events"))
-    await stream.open()
     try:
+        await stream.open()
         out = web.StreamResponse(headers={"Content-Type": "application/json"})
         await out.prepare(request)
         async for line in stream:
