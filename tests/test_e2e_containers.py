@@ -69,6 +69,12 @@ def test_ps_shows_exactly_what_the_nodes_hold(cluster: Proxy, nodes: list[Docker
     ]
     newest = cluster.docker("ps", "-n", "2", "--format", "{{.Names}}").stdout.split()
     assert newest == ["alpha", "finished"]
+    by_id = cluster.docker("ps", "-q", "--no-trunc", "--filter", f"id={running[1][:10]}")
+    assert by_id.stdout.split() == [running[1]]
+    by_image = cluster.docker("ps", "-aq", "--no-trunc", "--filter", "ancestor=busybox")
+    assert set(by_image.stdout.split()) == ps_all
+    sized = cluster.docker("ps", "-s", "--format", "{{.Names}} {{.Size}}").stdout.splitlines()
+    assert len(sized) == 4 and all("virtual" in line for line in sized)
 
 
 def test_list_entries_name_their_node(cluster: Proxy, nodes: list[DockerNode]) -> None:
