@@ -275,8 +275,8 @@ class Cluster:
     async def adopt_container(self, container_id: str, node: Node, name: str) -> None:
         """Index a container found on a node, with its name if the name is free."""
         await self.storage.store_container(container_id, node.address)
-        if name and await self.storage.reserve_name(name, container_id) is None:
-            await self.storage.assign_name(name, container_id, container_id)
+        if name:
+            await self._index_name(container_id, node, name)
         log_event(log, logging.INFO, "container adopted", node=node.name, container=container_id)
 
     async def claim_name(self, name: str) -> NameClaim:
@@ -393,8 +393,11 @@ class Cluster:
 
     async def _index_daemon_name(self, container_id: str, node: Node) -> None:
         name = await self._daemon_name(node, container_id)
-        if not name:
-            return
+        if name:
+            await self._index_name(container_id, node, name)
+
+    async def _index_name(self, container_id: str, node: Node, name: str) -> None:
+        """Give an indexed container the name its node knows it by, unless another holds it."""
         owner = await self.storage.reserve_name(name, container_id)
         if owner is None or owner == container_id:
             await self.storage.assign_name(name, container_id, container_id)
@@ -402,7 +405,7 @@ class Cluster:
             log_event(
                 log,
                 logging.WARNING,
-                "generated name already taken",
+                "name held by another container",
                 node=node.name,
                 container=container_id,
                 name=name,
