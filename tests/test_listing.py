@@ -141,8 +141,8 @@ async def test_limit_applies_after_merging(make_node: Callable[..., Node]) -> No
     assert precise.calls == []
 
 
-@pytest.mark.parametrize("limit", [None, 0, -1, 5, 6, 100])
-async def test_no_cut_without_a_positive_limit_below_the_total(
+@pytest.mark.parametrize("limit", [None, 0, -1])
+async def test_no_limit_keeps_everything_and_asks_nothing(
     make_node: Callable[..., Node], limit: int | None
 ) -> None:
     a, b = make_node("a"), make_node("b")
@@ -156,6 +156,22 @@ async def test_no_cut_without_a_positive_limit_below_the_total(
     assert ids(merged)[0] == "a1"
     assert_node_orders_kept(merged, per_node)
     assert precise.calls == []
+
+
+@pytest.mark.parametrize("limit", [5, 6, 100])
+async def test_a_limit_beyond_the_total_keeps_everything_in_exact_order(
+    make_node: Callable[..., Node], limit: int
+) -> None:
+    a, b = make_node("a"), make_node("b")
+    per_node = [
+        (a, containers(("a1", T + 30), ("a2", T + 10), ("a3", T + 10))),
+        (b, containers(("b1", T + 10), ("b2", T + 10))),
+    ]
+    times = {"a2": "8", "a3": "4", "b1": "6", "b2": "2"}
+    precise = FakePrecise({k: stamp(T + 10, v) for k, v in times.items()})
+    merged = await merge_containers(per_node, limit, precise)
+    assert ids(merged) == ["a1", "a2", "b1", "a3", "b2"]
+    assert precise.asked() == {"a2", "a3", "b1", "b2"}
 
 
 async def test_limit_one(make_node: Callable[..., Node]) -> None:
@@ -283,23 +299,22 @@ async def test_precise_times_without_fraction(make_node: Callable[..., Node]) ->
     assert ids(await merge_containers(per_node, 1, precise)) == ["b1"]
 
 
-async def test_cut_not_inside_a_shared_second_asks_nothing(make_node: Callable[..., Node]) -> None:
+async def test_kept_shared_second_is_ordered_exactly(make_node: Callable[..., Node]) -> None:
     a, b = make_node("a"), make_node("b")
-    # The second T+10 is shared, but the cut falls after it: both are kept either way.
+    # The second T+10 is shared and kept whole: only exact times give the daemon's order.
     per_node = [
         (a, containers(("a1", T + 10), ("a2", T + 9))),
         (b, containers(("b1", T + 10), ("b2", T + 8))),
     ]
-    precise = FakePrecise({})
+    precise = FakePrecise({"a1": stamp(T + 10, "3"), "b1": stamp(T + 10, "7")})
     merged = await merge_containers(per_node, 2, precise)
-    assert sorted(ids(merged)) == ["a1", "b1"]
-    assert precise.calls == []
+    assert ids(merged) == ["b1", "a1"]
+    assert precise.asked() == {"a1", "b1"}
 
-    # The cut falls between two different seconds below the shared one.
+    # The cut falls between two seconds that only one node each holds: nothing more asked.
     merged = await merge_containers(per_node, 3, precise)
-    assert sorted(ids(merged)[:2]) == ["a1", "b1"]
-    assert ids(merged)[2] == "a2"
-    assert precise.calls == []
+    assert ids(merged) == ["b1", "a1", "a2"]
+    assert precise.asked() == {"a1", "b1"}
 
 
 async def test_cut_inside_a_second_of_one_node_asks_nothing(make_node: Callable[..., Node]) -> None:

@@ -51,14 +51,15 @@ def _nanoseconds(created: str) -> int:
 
 def _fill_precise(tied: list[_Entry], known: dict[int, int]) -> None:
     """Give every tied entry a time. One its node could not time (removed meanwhile) is at
-    least as new as the next older entry of the same node: a node lists newest first."""
+    least as new as the next older entry of the same node (a node lists newest first), and
+    no older than the start of its own second."""
     by_node: dict[int, list[_Entry]] = {}
     for entry in tied:
         by_node.setdefault(id(entry.node), []).append(entry)
     for group in by_node.values():
-        floor = group[0].second * 1_000_000_000
+        floor = 0
         for entry in sorted(group, key=lambda e: e.rank, reverse=True):
-            floor = known.get(id(entry), floor)
+            floor = known.get(id(entry), max(floor, entry.second * 1_000_000_000))
             entry.precise = floor
 
 
@@ -71,8 +72,8 @@ async def merge_containers(
 
     Each node already applied the filters and its own `limit`, so the newest `limit` of the
     union are the cluster's newest `limit`. The list's `Created` has whole seconds only: where
-    the cut falls inside one second shared by several nodes, those containers' exact creation
-    times are asked for, so that the cut keeps the truly newest.
+    the kept containers reach into a second shared by several nodes, that second's containers
+    are timed exactly, so that the cut keeps the truly newest, in the daemon's order.
     """
     entries = [
         _Entry(container, node, rank)
@@ -80,10 +81,15 @@ async def merge_containers(
         for rank, container in enumerate(containers)
     ]
     entries.sort(key=_Entry.key, reverse=True)
-    if limit is not None and 0 < limit < len(entries):
-        boundary = entries[limit - 1].second
-        tied = [e for e in entries if e.second == boundary]
-        if len({id(e.node) for e in tied}) > 1 and entries[limit].second == boundary:
+    if limit is not None and limit > 0:
+        # Whole seconds can't order containers of several nodes made in the same second:
+        # where the kept ones reach into such a second, its containers are timed exactly.
+        nodes_in: dict[int, set[int]] = {}
+        for entry in entries:
+            nodes_in.setdefault(entry.second, set()).add(id(entry.node))
+        kept = {e.second for e in entries[:limit]}
+        tied = [e for e in entries if e.second in kept and len(nodes_in[e.second]) > 1]
+        if tied:
             times = await asyncio.gather(
                 *(precise_created(e.node, e.container["Id"]) for e in tied)
             )
