@@ -107,6 +107,14 @@ class NodeClient:
             except TRANSPORT_ERRORS as e:
                 raise self.unavailable(e) from e
 
+    async def inspect_field(self, container_id: str, field: str) -> str:
+        """One field of a container's inspect, or "" when the node cannot say."""
+        try:
+            status, body = await self.json("GET", f"/containers/{container_id}/json")
+        except NodeUnavailable:
+            return ""
+        return str(body.get(field, "")) if status == 200 else ""
+
     async def open_raw(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A fresh connection for a hijacked stream: it never goes back to the pool."""
         try:

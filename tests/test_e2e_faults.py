@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import socket
 import subprocess
 import tarfile
@@ -11,7 +13,7 @@ import time
 
 import pytest
 
-from swarmproxy.local_nodes import DockerNode, cli_env
+from swarmproxy.local_nodes import DockerNode, cli_env, start_nodes, stop_nodes
 from tests.rig.proxy import Proxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -131,3 +133,34 @@ def test_a_strange_header_on_a_hijack_is_no_node_failure(cluster: Proxy) -> None
         assert raw.recv(4096).startswith(b"HTTP/1.1 101 ")
     _, version = cluster.json("GET", "/version")
     assert {c["Details"].get("Status") for c in version["Components"][1:]} == {"ready"}
+
+
+def test_a_node_dying_mid_stream_truncates_the_stream(
+    nodes: list[DockerNode], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The status went out already: the client must see a cut, not a clean end."""
+    (doomed,) = start_nodes(1)
+    doomed.name = "doomed"
+    proxy = Proxy.start(tmp_path_factory.mktemp("proxy-cut"), [nodes[0], doomed])
+    try:
+        container_id = doomed.docker(
+            "run", "-d", "busybox", "sh", "-c", "while true; do echo x; sleep 0.1; done"
+        ).stdout.strip()
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=20) as raw:
+            raw.sendall(
+                f"GET /containers/{container_id}/logs?follow=1&stdout=1 HTTP/1.1\r\n"
+                "Host: x\r\n\r\n".encode()
+            )
+            received = raw.recv(65536)
+            assert received.startswith(b"HTTP/1.1 200 ")
+            # Killed, not stopped: a stop would end the container and the stream cleanly.
+            os.kill(doomed.pid, signal.SIGKILL)
+            while chunk := raw.recv(65536):
+                received += chunk
+        # Chunked encoding ends with an empty chunk: a clean end would carry it.
+        assert not received.endswith(b"0\r\n\r\n")
+        assert proxy.request("GET", "/_ping")[0] == 200
+        assert "stream failed" in proxy.log_path.read_text()
+    finally:
+        proxy.stop()
+        stop_nodes([doomed])

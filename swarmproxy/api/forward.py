@@ -6,8 +6,6 @@ handler asks for the answer's bytes to learn from them (an ID to index).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
@@ -15,9 +13,6 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from swarmproxy.cluster.node import Node
-from swarmproxy.log import log_event
-
-log = logging.getLogger("swarmproxy.forward")
 
 # Per connection, never forwarded (RFC 9110 §7.6.1), plus what the client library sets.
 HOP_BY_HOP = frozenset(
@@ -40,9 +35,8 @@ NODE_KEY = "swarmproxy.node"
 STREAM_CHUNK = 256 * 1024
 
 
-def filtered(headers: Any, drop: Iterable[str] = ()) -> CIMultiDict[str]:
-    skip = HOP_BY_HOP | {h.lower() for h in drop}
-    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
+def filtered(headers: Any) -> CIMultiDict[str]:
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
 
 
 def upstream_headers(request: web.BaseRequest, *, streamed_body: bool = False) -> CIMultiDict[str]:
@@ -64,12 +58,11 @@ def upstream_path(request: web.Request, path: str) -> str:
     return f"{prefix}{path}?{query}" if query else f"{prefix}{path}"
 
 
-async def forward(
-    request: web.Request, node: Node, path: str, *, body: bytes | None = None
-) -> web.StreamResponse:
-    """Send the request on to `node` at `path` (already under the version prefix)."""
-    streamed = body is None and request.body_exists
-    data: Any = request.content if streamed else body
+async def forward(request: web.Request, node: Node, path: str) -> web.StreamResponse:
+    """Send the request on to `node` at `path` (already under the version prefix), its body
+    streamed through as it comes."""
+    streamed = request.body_exists
+    data: Any = request.content if streamed else None
     headers = upstream_headers(request, streamed_body=streamed)
     async with node.client.request(request.method, path, headers=headers, data=data) as upstream:
         return await relay(request, upstream, node)
@@ -99,13 +92,9 @@ async def relay(
             try:
                 chunk = await upstream.content.read(STREAM_CHUNK)
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
-                # The status is sent already: the only honest signal left is to cut the
-                # client's connection, so that it sees a truncated stream, not a clean end.
-                error = node.client.unavailable(e)
-                log_event(log, logging.WARNING, "stream cut", node=node.name, error=error.message)
-                if request.transport is not None:
-                    request.transport.close()
-                return out
+                # The status is sent already: the error middleware cuts the client's
+                # connection, so that it sees a truncated stream, not a clean end.
+                raise node.client.unavailable(e) from e
             if not chunk:
                 break
             # A client that hung up raises here: its fault, not the node's.

@@ -217,7 +217,7 @@ async def _pump(
     if tail.data:
         writer.write(bytes(tail.data))
     try:
-        while not transport.is_closing():
+        while True:
             data = await reader.read(CHUNK)
             if not data or transport.is_closing():
                 break

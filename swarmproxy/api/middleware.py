@@ -20,7 +20,7 @@ from swarmproxy.storage import StorageError
 log = logging.getLogger("swarmproxy.http")
 
 SERVER = f"swarmproxy/{__version__} (linux)"
-# Set on a request once its response's status and headers are on their way.
+# The response whose status and headers are on their way, once there is one.
 PREPARED_KEY = "swarmproxy.prepared"
 
 
@@ -55,20 +55,18 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         )
 
 
-def _cut_if_answered(request: web.Request, error: BaseException) -> None:
+def _cut(request: web.Request, error: Exception) -> None:
     """Once the status and headers are sent, an error can't be answered: a second response
     would land inside the first one's body. Cutting the connection is the honest signal."""
-    if request.get(PREPARED_KEY):
-        log_event(
-            log,
-            logging.WARNING,
-            "stream failed",
-            path=request.path,
-            error=str(error) or type(error).__name__,
-        )
-        if request.transport is not None:
-            request.transport.close()
-        raise error
+    log_event(
+        log,
+        logging.WARNING,
+        "stream failed",
+        path=request.path,
+        error=str(error) or type(error).__name__,
+    )
+    if request.transport is not None:
+        request.transport.close()
 
 
 @web.middleware
@@ -78,7 +76,11 @@ async def docker_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except ConnectionError:
         raise  # the client is gone; nothing can be answered
     except Exception as e:
-        _cut_if_answered(request, e)
+        answered: web.StreamResponse | None = request.get(PREPARED_KEY)
+        if answered is not None:
+            _cut(request, e)
+            # aiohttp finishes it quietly on the closed connection.
+            return answered
         return _error_answer(request, e)
 
 
@@ -128,7 +130,7 @@ async def api_version(request: web.Request, handler: Handler) -> web.StreamRespo
 
 async def daemon_headers(request: web.Request, response: web.StreamResponse) -> None:
     """What a daemon sends on every answer; a node's own answers keep the node's."""
-    request[PREPARED_KEY] = True
+    request[PREPARED_KEY] = response
     if NODE_KEY in response:
         return
     cluster = request.app[CLUSTER]

@@ -385,11 +385,7 @@ class Cluster:
             await self.release_claim(claim)
 
     async def _daemon_name(self, node: Node, container_id: str) -> str:
-        try:
-            status, body = await node.client.json("GET", f"/containers/{container_id}/json")
-        except NodeUnavailable:
-            return ""
-        return str(body.get("Name", "")).removeprefix("/") if status == 200 else ""
+        return (await node.client.inspect_field(container_id, "Name")).removeprefix("/")
 
     async def _index_daemon_name(self, container_id: str, node: Node) -> None:
         name = await self._daemon_name(node, container_id)

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from swarmproxy.cluster.node import Node
-from swarmproxy.errors import NodeUnavailable
 
 # Asks a node for a container's creation time with nanoseconds (its inspect `Created`).
 PreciseCreated = Callable[[Node, str], Awaitable[str]]
@@ -17,11 +16,7 @@ PreciseCreated = Callable[[Node, str], Awaitable[str]]
 
 async def inspect_created(node: Node, container_id: str) -> str:
     """The exact `Created` of a container, or "" when the node cannot say."""
-    try:
-        status, body = await node.client.json("GET", f"/containers/{container_id}/json")
-    except NodeUnavailable:
-        return ""
-    return str(body.get("Created", "")) if status == 200 else ""
+    return await node.client.inspect_field(container_id, "Created")
 
 
 @dataclass
