@@ -42,8 +42,9 @@ def test_a_create_abandoned_by_its_client_keeps_its_name(
             )
             time.sleep(0.005 * i)
         time.sleep(0.5)  # let the node answer the abandoned create
-        cluster.docker("create", "--name", name, "busybox", "true", check=False)
-        assert len(named(nodes, name)) == 1, f"{name} is on more than one node"
+        again = cluster.docker("create", "--name", name, "busybox", "true", check=False)
+        holders = named(nodes, name)
+        assert len(holders) == 1, f"{name} is held by {holders}; create said: {again.stderr}"
 
 
 def test_a_client_hanging_up_mid_stream_is_not_the_nodes_fault(cluster: Proxy) -> None:

@@ -282,7 +282,22 @@ class Cluster:
     async def claim_name(self, name: str) -> NameClaim:
         """Reserve a name cluster-wide before the create reaches a node."""
         name = name.removeprefix("/")
-        token = f"{PENDING_PREFIX}{uuid.uuid4().hex}:{int(time.time())}"
+        claim = NameClaim(name, f"{PENDING_PREFIX}{uuid.uuid4().hex}:{int(time.time())}")
+        try:
+            owner = await self._reserve(claim)
+        except BaseException:
+            # Cancelled (its client went away) or failed once the reservation may be written:
+            # a claim nobody will use must not hold the name until it is stale.
+            await asyncio.shield(self.release_claim(claim))
+            raise
+        if owner is not None:
+            shown = "(being created)" if owner.startswith(PENDING_PREFIX) else owner
+            raise NameConflict(name, shown)
+        return claim
+
+    async def _reserve(self, claim: NameClaim) -> str | None:
+        """Take the name for the claim; the owner that keeps it, or None when it is ours."""
+        name, token = claim.name, claim.token
         owner = await self.storage.reserve_name(name, token)
         stale = (
             owner is not None
@@ -295,10 +310,7 @@ class Cluster:
             owner = await self.storage.reserve_name(name, token)
         if owner is not None and _pending_age(owner) > self.health_config.pending_name_timeout:
             owner = await self._take_over_pending(name, owner, token)
-        if owner is not None:
-            shown = "(being created)" if owner.startswith(PENDING_PREFIX) else owner
-            raise NameConflict(name, shown)
-        return NameClaim(name, token)
+        return owner
 
     async def _take_over_pending(self, name: str, pending: str, token: str) -> str | None:
         """A claim whose create never answered (its proxy died): if a node holds a container
