@@ -12,11 +12,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import hashlib
 import http.client
 import io
+import json
 import logging
 import os
 import pathlib
+import platform
 import re
 import shutil
 import signal
@@ -28,6 +31,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 __all__ = [
     "DockerCommandError",
@@ -45,6 +49,9 @@ DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
 DOCKER_CLI = shutil.which("docker") or "/usr/local/bin/docker"
 BUSYBOX = "/bin/busybox"
 IMAGE = "busybox:latest"
+
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -295,8 +302,8 @@ class DockerNode:
                 )
             time.sleep(0.1)
 
-    def _import_image(self, rootfs_tar: bytes) -> None:
-        self.docker("import", "-c", 'CMD ["/bin/sh"]', "-", IMAGE, input=rootfs_tar, timeout=120)
+    def _load_image(self, image_tar: bytes) -> None:
+        self.docker("load", input=image_tar, timeout=120)
 
     def stop(self) -> None:
         with self._stop_lock:
@@ -445,6 +452,62 @@ def busybox_rootfs_tar() -> bytes:
     return buf.getvalue()
 
 
+@dataclass(frozen=True)
+class ImageParts:
+    """An image as a registry or `docker save` holds it: one layer and its config."""
+
+    layer: bytes
+    config: bytes
+
+    @property
+    def diff_id(self) -> str:
+        return "sha256:" + hashlib.sha256(self.layer).hexdigest()
+
+    @property
+    def id(self) -> str:
+        return "sha256:" + hashlib.sha256(self.config).hexdigest()
+
+
+def image_parts(layer: bytes, cmd: Sequence[str] = ("/bin/sh",)) -> ImageParts:
+    """An image whose ID depends on nothing but its content: every node that loads it holds
+    the same image ID, as when all of them pulled it from one registry."""
+    created = "2026-01-01T00:00:00Z"
+    config = {
+        "architecture": _ARCHITECTURES.get(platform.machine(), platform.machine()),
+        "os": "linux",
+        "created": created,
+        "config": {"Cmd": list(cmd), "Env": [f"PATH={_PATH}"]},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [{"created": created, "created_by": "swarmproxy local_nodes"}],
+    }
+    parts = ImageParts(layer, b"")
+    config["rootfs"] = {"type": "layers", "diff_ids": [parts.diff_id]}
+    return ImageParts(layer, json.dumps(config, sort_keys=True).encode())
+
+
+def image_tar(parts: ImageParts, tags: Sequence[str]) -> bytes:
+    """`parts` in the format of `docker save`, for `docker load`."""
+    digest = parts.id.removeprefix("sha256:")
+    manifest = [{"Config": f"{digest}.json", "RepoTags": list(tags), "Layers": ["layer/layer.tar"]}]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in (
+            ("manifest.json", json.dumps(manifest).encode()),
+            (f"{digest}.json", parts.config),
+            ("layer/layer.tar", parts.layer),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@functools.cache
+def busybox_image_tar() -> bytes:
+    return image_tar(image_parts(busybox_rootfs_tar()), [IMAGE])
+
+
 def _processes_of(workdir: pathlib.Path) -> list[int]:
     marker = os.fsencode(workdir) + b"/"
     containers = workdir / "data" / "containers"
@@ -526,7 +589,7 @@ def start_nodes(
     longest = base / f"n{count}" / "x" / "containerd" / "containerd.sock.ttrpc"
     if len(os.fsencode(longest)) > 100:
         raise ValueError(f"base dir {base} is too long for unix socket paths; use a short one")
-    rootfs = busybox_rootfs_tar()
+    image = busybox_image_tar()
     started: list[DockerNode] = []
     started_lock = threading.Lock()
     used_ports: set[int] = set()
@@ -553,7 +616,7 @@ def start_nodes(
                     started.remove(node)
                     port = _free_ports(1, used_ports)[0]
                     used_ports.add(port)
-        node._import_image(rootfs)
+        node._load_image(image)
         return node
 
     t0 = time.monotonic()
