@@ -68,6 +68,13 @@ class HealthConfig:
 
 
 @dataclass
+class ImagesConfig:
+    # Seconds a pull, an import or a load may go without a word from a node before it is
+    # given up on that node: a registry that accepts and never answers must not hang it.
+    pull_inactivity_timeout: float = 120.0
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     format: str = "text"
@@ -79,6 +86,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
     log: LogConfig = field(default_factory=LogConfig)
     nodes: list[NodeConfig] = field(default_factory=list)
 
@@ -88,6 +96,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "storage": StorageConfig,
     "scheduler": SchedulerConfig,
     "health": HealthConfig,
+    "images": ImagesConfig,
     "log": LogConfig,
 }
 _LIST_KEYS = {("server", "listen")}
@@ -96,6 +105,7 @@ _FLOAT_KEYS = {
     ("health", "interval"),
     ("health", "timeout"),
     ("health", "pending_name_timeout"),
+    ("images", "pull_inactivity_timeout"),
 }
 _CHOICES = {
     ("log", "level"): {"debug", "info", "warning", "error"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,8 @@ from swarmproxy.config import Config
 CLUSTER = web.AppKey("cluster", Cluster)
 CONFIG = web.AppKey("config", Config)
 TARGET_KEY = "swarmproxy.target"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ handler asks for the answer's bytes to learn from them (an ID to index).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from swarmproxy.cluster.node import Node
+from swarmproxy.cluster.streams import chunks
 
 # Per connection, never forwarded (RFC 9110 §7.6.1), plus what the client library sets.
 HOP_BY_HOP = frozenset(
@@ -32,7 +34,6 @@ HOP_BY_HOP = frozenset(
 )
 # A response marked with this key came from a node; it keeps the node's own headers.
 NODE_KEY = "swarmproxy.node"
-STREAM_CHUNK = 256 * 1024
 
 
 def filtered(headers: Any) -> CIMultiDict[str]:
@@ -73,30 +74,28 @@ async def relay(
     upstream: aiohttp.ClientResponse,
     node: Node,
     *,
-    body: bytes | None = None,
+    body: bytes | AsyncIterable[bytes] | None = None,
 ) -> web.StreamResponse:
-    """Answer the client with the node's status and headers and `body`, or the node's own
-    body streamed through."""
+    """Answer the client with the node's status and headers and `body` (whole, or streamed
+    as it comes), or the node's own body streamed through."""
     out = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     out.headers.extend(filtered(upstream.headers))
     out[NODE_KEY] = node
-    if body is not None:
+    if isinstance(body, bytes):
         out.content_length = len(body)
-    elif upstream.content_length is not None and "Transfer-Encoding" not in upstream.headers:
+    elif (
+        body is None
+        and upstream.content_length is not None
+        and "Transfer-Encoding" not in upstream.headers
+    ):
         out.content_length = upstream.content_length
     await out.prepare(request)
-    if body is not None:
+    if isinstance(body, bytes):
         await out.write(body)
     elif request.method != "HEAD":
-        while True:
-            try:
-                chunk = await upstream.content.read(STREAM_CHUNK)
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
-                # The status is sent already: the error middleware cuts the client's
-                # connection, so that it sees a truncated stream, not a clean end.
-                raise node.client.unavailable(e) from e
-            if not chunk:
-                break
+        # A node failing mid-stream raises NodeUnavailable: the status is sent already, so
+        # the error middleware cuts the client's connection and it sees a truncated stream.
+        async for chunk in chunks(node, upstream) if body is None else body:
             # A client that hung up raises here: its fault, not the node's.
             await out.write(chunk)
     await out.write_eof()

@@ -7,18 +7,15 @@ runs; its handler defaults to a plain forward.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 
 from aiohttp import web
 
-from swarmproxy.api.context import TARGET_KEY, Target, cluster_of, target_of
+from swarmproxy.api.context import TARGET_KEY, Handler, Target, cluster_of, target_of
 from swarmproxy.api.forward import forward, upstream_path
-from swarmproxy.api.handlers import containers, system
+from swarmproxy.api.handlers import containers, images, system
 from swarmproxy.api.hijack import hijacked_stream
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Via(Enum):
@@ -26,7 +23,12 @@ class Via(Enum):
     ALL = "every node, merged"
     SCHEDULER = "the node the scheduler picks"
     CONTAINER = "the node of the container (full ID, unique prefix or name)"
+    CONTAINER_IN_QUERY = "the node of the container the query names (`container=`)"
     EXEC = "the node of the exec's container"
+    IMAGE = "a node that holds the image (the index's last node first, else asking the nodes)"
+    HOLDERS = "every node that holds the image, answers merged"
+    BROADCAST = "every ready node at once (or those a constraint picks), progress merged"
+    ANY = "any ready node"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ async def pass_through(request: web.Request) -> web.StreamResponse:
 
 
 C = "/containers/{id}"
+# Image names hold slashes (`team/app`, `host:5000/x`), as the daemon's own routes allow.
+IMG = "/images/{name:.+}"
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/_ping", Via.PROXY, system.ping),
@@ -85,6 +89,23 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("PUT", f"{C}/archive", Via.CONTAINER),
     Route("HEAD", f"{C}/archive", Via.CONTAINER),
+    Route("POST", "/commit", Via.CONTAINER_IN_QUERY, images.commit),
+    Route("POST", "/images/create", Via.BROADCAST, images.create),
+    Route("POST", "/images/load", Via.BROADCAST, images.load),
+    Route("GET", "/images/json", Via.ALL, images.list_images),
+    Route("POST", "/images/prune", Via.ALL, images.prune),
+    Route("GET", "/images/get", Via.IMAGE, images.save),
+    Route("GET", "/images/search", Via.ANY, images.on_any_node("/images/search")),
+    Route("GET", f"{IMG}/json", Via.IMAGE, images.on_holder("json")),
+    Route("GET", f"{IMG}/history", Via.IMAGE, images.on_holder("history")),
+    Route("GET", f"{IMG}/get", Via.IMAGE, images.on_holder("get")),
+    Route("POST", f"{IMG}/push", Via.IMAGE, images.push),
+    Route("POST", f"{IMG}/tag", Via.HOLDERS, images.tag),
+    Route("DELETE", IMG, Via.HOLDERS, images.remove),
+    Route("POST", "/build", Via.SCHEDULER, images.build),
+    Route("POST", "/build/prune", Via.ALL, images.prune_build_cache),
+    Route("GET", "/system/df", Via.ALL, images.system_df),
+    Route("POST", "/auth", Via.ANY, images.on_any_node("/auth")),
     Route("POST", "/exec/{id}/start", Via.EXEC, hijacked_stream),
     Route("GET", "/exec/{id}/json", Via.EXEC),
     Route("POST", "/exec/{id}/resize", Via.EXEC),

@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from swarmproxy.cluster import versions
+from swarmproxy.cluster.images import ImageOperations
 from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.watch import DestroyWatcher
-from swarmproxy.config import Config, HealthConfig
+from swarmproxy.config import Config, HealthConfig, ImagesConfig
 from swarmproxy.errors import (
     DockerError,
     NameConflict,
@@ -37,6 +38,9 @@ from swarmproxy.storage import AmbiguousPrefix, ContainerRecord, NodeRecord, Sto
 log = logging.getLogger("swarmproxy.cluster")
 
 T = TypeVar("T")
+
+# `fan_out`'s timeout when none is given: the configured node_timeout.
+DEFAULT: Any = object()
 
 # A name held by a create that has not answered yet.
 PENDING_PREFIX = "pending:"
@@ -66,26 +70,29 @@ class NameClaim:
     token: str
 
 
-class Cluster:
+class Cluster(ImageOperations):
     def __init__(
         self,
         nodes: Sequence[Node],
         storage: Storage,
         scheduler: Scheduler,
         health: HealthConfig | None = None,
+        images: ImagesConfig | None = None,
     ) -> None:
         self.nodes = list(nodes)
         self._by_address = {n.address: n for n in self.nodes}
         self.storage = storage
         self.scheduler = scheduler
         self.health_config = health or HealthConfig()
+        self.images_config = images or ImagesConfig()
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     def from_config(cls, config: Config) -> Cluster:
         nodes = [Node(n.name, n.address, dict(n.labels)) for n in config.nodes]
         storage = open_storage(config.storage.url, config.storage.prefix)
-        return cls(nodes, storage, make_scheduler(config.scheduler.strategy), config.health)
+        scheduler = make_scheduler(config.scheduler.strategy)
+        return cls(nodes, storage, scheduler, config.health, config.images)
 
     # --- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -182,17 +189,24 @@ class Cluster:
         )
 
     async def fan_out(
-        self, call: Callable[[Node], Awaitable[T]], nodes: Sequence[Node] | None = None
+        self,
+        call: Callable[[Node], Awaitable[T]],
+        nodes: Sequence[Node] | None = None,
+        timeout: float | None = DEFAULT,
     ) -> list[tuple[Node, T | BaseException]]:
-        """Run `call` on every node at once; a node's failure is its result, not an error."""
+        """Run `call` on every node at once; a node's failure is its result, not an error.
+        A node gets `node_timeout` to answer unless `timeout` says otherwise (None: no bound,
+        for work that takes as long as it takes, a removal or a prune)."""
         targets = list(self.nodes if nodes is None else nodes)
-        timeout = self.health_config.node_timeout
+        if timeout is DEFAULT:
+            timeout = self.health_config.node_timeout
 
         async def bounded(node: Node) -> T:
             try:
                 return await asyncio.wait_for(call(node), timeout)
             except TimeoutError as e:
-                raise node.client.unavailable(TimeoutError(f"no answer within {timeout:g}s")) from e
+                reason = TimeoutError(f"no answer within {timeout or 0:g}s")
+                raise node.client.unavailable(reason) from e
 
         results = await asyncio.gather(*(bounded(n) for n in targets), return_exceptions=True)
         for node, result in zip(targets, results, strict=True):
@@ -207,11 +221,14 @@ class Cluster:
                 )
         return list(zip(targets, results, strict=True))
 
-    async def fan_out_json(self, method: str, path: str) -> list[tuple[Node, Any]]:
+    async def fan_out_json(
+        self, method: str, path: str, timeout: float | None = DEFAULT
+    ) -> list[tuple[Node, Any]]:
         """Every reachable node's JSON answer. A down node is left out (and logged); a node's
         refusal (a bad filter, say) is the answer, as every node judges a query alike."""
         answers = []
-        for node, result in await self.fan_out(lambda n: n.client.json(method, path)):
+        calls = await self.fan_out(lambda n: n.client.json(method, path), timeout=timeout)
+        for node, result in calls:
             if isinstance(result, NodeUnavailable):
                 continue
             if isinstance(result, BaseException):
@@ -355,6 +372,10 @@ class Cluster:
         candidates = self.ready_nodes()
         if not candidates:
             raise NoNodeAvailable()
+        image = request.config.get("Image")
+        if isinstance(image, str) and image:
+            # Until images follow containers, a container goes where its image is.
+            candidates = await self.schedule_image_nodes(image, candidates)
         return await self.scheduler.select(candidates, request)
 
     async def container_created(

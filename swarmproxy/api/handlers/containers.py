@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -17,6 +16,7 @@ from swarmproxy.cluster.listing import merge_containers
 from swarmproxy.errors import BadRequest
 from swarmproxy.node_client import TRANSPORT_ERRORS
 from swarmproxy.scheduler import SchedulingRequest
+from swarmproxy.tasks import shielded
 
 T = TypeVar("T")
 
@@ -37,14 +37,6 @@ def _config(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}  # the node answers malformed JSON with the daemon's own 400
     return config if isinstance(config, dict) else {}
-
-
-def _shielded(coroutine: Coroutine[Any, Any, T]) -> Awaitable[T]:
-    """Run to the end even if the client goes away: what a node did must reach the index."""
-    task = asyncio.ensure_future(coroutine)
-    # Nobody may await it after a cancel: fetch its outcome so it is never reported lost.
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())
-    return asyncio.shield(task)
 
 
 Learn = Callable[[int, bytes], Awaitable[bytes | None]]
@@ -80,7 +72,7 @@ async def _exchange(
             raise
         return await relay(request, upstream, node, body=payload if replaced is None else replaced)
 
-    return await _shielded(run())
+    return await shielded(run())
 
 
 async def create(request: web.Request) -> web.StreamResponse:
@@ -103,7 +95,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     try:
         node = await cluster.schedule(SchedulingRequest(name=name, config=_config(body)))
     except BaseException:
-        await _shielded(release())
+        await shielded(release())
         raise
     path = upstream_path(request, "/containers/create")
     return await _exchange(request, node, path, learn, body, on_error=release)
@@ -128,7 +120,7 @@ async def prune(request: web.Request) -> web.Response:
     for _node, body in await cluster.fan_out_json("POST", path):
         deleted.extend(body.get("ContainersDeleted") or [])
         reclaimed += body.get("SpaceReclaimed") or 0
-    await _shielded(cluster.forget_containers(deleted))
+    await shielded(cluster.forget_containers(deleted))
     return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 

@@ -1,0 +1,601 @@
+"""Images across the cluster: where each is, and the image calls of the library API.
+
+Mutations (tag, remove, prune) go to every ready node, each judging whether it holds the
+image, so that a stale index never leaves a node out; reads (inspect, history, save, push)
+go to one node that holds the image, found through the index (`LastNode` first) and, when
+the index knows nothing or is wrong, by asking the nodes. Every change that goes through
+the proxy is written to the index from what the node itself then says of the image.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
+
+import aiohttp
+
+from swarmproxy.cluster import references
+from swarmproxy.cluster.broadcast import Broadcast, NodeResult
+from swarmproxy.cluster.build import BuildContext
+from swarmproxy.cluster.image_listing import (
+    filter_by_created,
+    merge_deletions,
+    merge_images,
+    merge_prunes,
+    merge_system_df,
+)
+from swarmproxy.cluster.node import Node
+from swarmproxy.cluster.streams import chunks, lines
+from swarmproxy.cluster.timestamps import parse_timestamp
+from swarmproxy.config import ImagesConfig
+from swarmproxy.errors import Conflict, DockerError, NodeUnavailable, NoNodeAvailable
+from swarmproxy.log import log_event
+from swarmproxy.node_client import TRANSPORT_ERRORS
+from swarmproxy.scheduler import Scheduler, SchedulingRequest
+from swarmproxy.storage import ContainerRecord, ImageRecord, Storage
+from swarmproxy.tasks import shielded
+
+log = logging.getLogger("swarmproxy.cluster")
+
+T = TypeVar("T")
+Params = Sequence[tuple[str, str]]
+
+
+def node_path(api_version: str, path: str, params: Params = ()) -> str:
+    """A path for a node: under the caller's API version, with the query encoded."""
+    prefix = f"/v{api_version}" if api_version else ""
+    query = urlencode(list(params))
+    return f"{prefix}{path}?{query}" if query else f"{prefix}{path}"
+
+
+def quoted(ref: str) -> str:
+    # A reference goes into the path as the daemon's client puts it: slashes and colons raw.
+    return quote(ref, safe="/:@")
+
+
+def index_key(ref: str) -> str | None:
+    """The index's key for a reference, or None when only the nodes can resolve it (an ID
+    prefix, or a reference the daemon will refuse)."""
+    try:
+        return references.normalize(ref)
+    except references.InvalidReference:
+        return None
+
+
+def current_id(record: ImageRecord, node: str) -> str:
+    """The image ID `node` holds under the record's reference: its newest history entry."""
+    for entry in reversed(record.history):
+        if entry.node == node:
+            return entry.image_id
+    return ""
+
+
+def message_of(body: Any, status: int) -> str:
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return f"status {status}"
+
+
+@dataclass
+class NodeAnswer:
+    """A node's whole (small) answer: the response for its status and headers, its body."""
+
+    node: Node
+    response: aiohttp.ClientResponse
+    body: bytes
+
+
+@dataclass
+class NodeOutput:
+    """A node's streamed answer, in lines, as the node sent them."""
+
+    node: Node
+    response: aiohttp.ClientResponse
+    lines: AsyncIterator[bytes]
+
+
+class ImageOperations(abc.ABC):
+    """The image calls of the cluster; mixed into Cluster, which provides the rest."""
+
+    storage: Storage
+    scheduler: Scheduler
+    images_config: ImagesConfig
+
+    @abc.abstractmethod
+    def ready_nodes(self) -> list[Node]: ...
+
+    @abc.abstractmethod
+    async def fan_out(
+        self,
+        call: Callable[[Node], Awaitable[T]],
+        nodes: Sequence[Node] | None = None,
+        timeout: float | None = ...,
+    ) -> list[tuple[Node, T | BaseException]]: ...
+
+    @abc.abstractmethod
+    async def fan_out_json(
+        self, method: str, path: str, timeout: float | None = ...
+    ) -> list[tuple[Node, Any]]: ...
+
+    @abc.abstractmethod
+    async def locate_container(self, ref: str) -> tuple[ContainerRecord, Node]: ...
+
+    def _ready(self) -> list[Node]:
+        nodes = self.ready_nodes()
+        if not nodes:
+            raise NoNodeAvailable()
+        return nodes
+
+    # --- the index ----------------------------------------------------------------
+    async def record_image(self, node: Node, ref: str) -> None:
+        """Index what `node` now holds under `ref`, as the node itself describes it."""
+        try:
+            status, body = await node.client.json("GET", f"/images/{quoted(ref)}/json")
+        except NodeUnavailable:
+            return
+        if status == 200 and isinstance(body, dict):
+            await self._index_inspect(node, body)
+
+    async def _index_inspect(self, node: Node, inspect: dict[str, Any]) -> None:
+        image_id = str(inspect.get("Id", ""))
+        if not image_id:
+            return
+        tags = [t for t in inspect.get("RepoTags") or [] if index_key(t)]
+        digests = [d for d in inspect.get("RepoDigests") or [] if index_key(d)]
+        storage = self.storage
+        keys = {image_id, *(references.normalize(r) for r in (*tags, *digests))}
+        await asyncio.gather(*(storage.store_image(k, image_id, node.address) for k in keys))
+        for digest in digests:
+            repository = references.repository(digest)
+            for tag in tags:
+                if references.repository(tag) == repository:
+                    await storage.set_image_digest(
+                        references.normalize(tag), references.digest_of(digest)
+                    )
+
+    async def _forget_deletions(self, node: Node, deletions: Sequence[dict[str, Any]]) -> None:
+        """Drop from the index what a node said it untagged or deleted."""
+        for line in deletions:
+            untagged, deleted = line.get("Untagged"), line.get("Deleted")
+            if untagged and (key := index_key(str(untagged))):
+                record = await self.storage.retrieve_image(key)
+                if record is not None:
+                    await self.storage.remove_image(
+                        key, current_id(record, node.address), node.address
+                    )
+            if deleted:
+                await self.storage.remove_image(str(deleted), str(deleted), node.address)
+
+    async def image_holders(self, ref: str) -> list[Node]:
+        """The ready nodes that hold `ref`, the last one written first; asked of the nodes
+        when the index knows nothing of it."""
+        held = await self._indexed_holders(ref)
+        return held or await self._discover_image(ref)
+
+    async def _indexed_holders(self, ref: str) -> list[Node]:
+        key = index_key(ref)
+        record = None if key is None else await self.storage.retrieve_image(key)
+        if record is None:
+            return []
+        ready = {n.address: n for n in self.ready_nodes()}
+        ordered = [record.last_node, *sorted(record.nodes - {record.last_node})]
+        return [ready[a] for a in ordered if a in ready]
+
+    async def _discover_image(self, ref: str, exclude: Sequence[Node] = ()) -> list[Node]:
+        async def inspect(node: Node) -> dict[str, Any] | None:
+            status, body = await node.client.json("GET", f"/images/{quoted(ref)}/json")
+            return body if status == 200 and isinstance(body, dict) else None
+
+        candidates = [n for n in self.ready_nodes() if n not in exclude]
+        found = []
+        for node, result in await self.fan_out(inspect, candidates):
+            if isinstance(result, dict):
+                await self._index_inspect(node, result)
+                found.append(node)
+        return found
+
+    async def nodes_holding_all(
+        self, refs: Sequence[str], candidates: Sequence[Node]
+    ) -> list[Node]:
+        """The candidates that hold every one of `refs`; empty when none does."""
+        held = list(candidates)
+        for ref in refs:
+            holders = await self.image_holders(ref)
+            held = [n for n in held if n in holders]
+        return held
+
+    @contextlib.asynccontextmanager
+    async def open_on_image(
+        self,
+        ref: str,
+        method: str,
+        path: str,
+        *,
+        headers: Any = None,
+    ) -> AsyncIterator[tuple[Node, aiohttp.ClientResponse]]:
+        """A bodiless request sent to a node holding `ref`: the index's holders in turn, a
+        404 from one of them correcting the index, then whichever node has it. When none
+        has it, a ready node's own 404 is the answer."""
+        tried = []
+        for node in await self._indexed_holders(ref):
+            async with node.client.request(method, path, headers=headers) as response:
+                if response.status != 404:
+                    yield node, response
+                    return
+            tried.append(node)
+            key = index_key(ref)
+            if key is not None:
+                record = await self.storage.retrieve_image(key)
+                if record is not None:
+                    await self.storage.remove_image(
+                        key, current_id(record, node.address), node.address
+                    )
+        found = await self._discover_image(ref, exclude=tried)
+        target = found[0] if found else self._ready()[0]
+        async with target.client.request(method, path, headers=headers) as response:
+            yield target, response
+
+    # --- reads ------------------------------------------------------------------
+    async def inspect_image(self, ref: str, api_version: str = "") -> dict[str, Any]:
+        path = node_path(api_version, f"/images/{quoted(ref)}/json")
+        inspect: dict[str, Any] = await self._json_on_image(ref, path)
+        return inspect
+
+    async def image_history(self, ref: str, api_version: str = "") -> list[dict[str, Any]]:
+        path = node_path(api_version, f"/images/{quoted(ref)}/history")
+        history: list[dict[str, Any]] = await self._json_on_image(ref, path)
+        return history
+
+    async def _json_on_image(self, ref: str, path: str) -> Any:
+        async with self.open_on_image(ref, "GET", path) as (node, response):
+            try:
+                body = await response.json(content_type=None)
+            except TRANSPORT_ERRORS as e:
+                raise node.client.unavailable(e) from e
+            if response.status != 200:
+                raise DockerError(message_of(body, response.status), response.status)
+            return body
+
+    async def save_node(self, refs: Sequence[str]) -> Node:
+        """The node to save `refs` from: one that holds them all."""
+        candidates = self._ready()
+        together = await self.nodes_holding_all(refs, candidates)
+        if together:
+            return together[0]
+        where = []
+        for ref in refs:
+            holders = await self.image_holders(ref)
+            if not holders:
+                # No node has it: the node's own answer says so, as the daemon's would.
+                return candidates[0]
+            where.append(f"{ref} on {', '.join(n.name for n in holders)}")
+        raise Conflict(
+            "no node holds all of the images to save together "
+            f"({'; '.join(where)}): save them one at a time"
+        )
+
+    async def list_images(self, params: Params = (), api_version: str = "") -> list[dict[str, Any]]:
+        """`GET /images/json` of the whole cluster: one entry per image ID, with its nodes.
+        `before` and `since` name an image that may live on some nodes only, so they are
+        applied here with that image's exact creation time."""
+        params, before, since = await self._created_filters(params, api_version)
+        path = node_path(api_version, "/images/json", params)
+        per_node = await self.fan_out_json("GET", path)
+        images = merge_images([(node.name, body or []) for node, body in per_node])
+        if before is None and since is None:
+            return images
+        kept, ambiguous = filter_by_created(images, before=before, since=since)
+        by_name = {node.name: node for node, _ in per_node}
+        for image in ambiguous:
+            node = by_name[image["Nodes"][0]]
+            created = await self._created(image["Id"], api_version, node)
+            if (before is None or created < before) and (since is None or created > since):
+                kept.append(image)
+        kept.sort(key=lambda i: (-i.get("Created", 0), i.get("Id", "")))
+        return kept
+
+    async def _created_filters(
+        self, params: Params, api_version: str
+    ) -> tuple[list[tuple[str, str]], float | None, float | None]:
+        """The query without `before`/`since`, and the exact times those name."""
+        rest: list[tuple[str, str]] = []
+        times: dict[str, float | None] = {"before": None, "since": None}
+        for key, value in params:
+            if key != "filters" or not value:
+                rest.append((key, value))
+                continue
+            try:
+                filters = json.loads(value)
+            except ValueError:
+                rest.append((key, value))  # the nodes answer it with the daemon's 400
+                continue
+            if not isinstance(filters, dict):
+                rest.append((key, value))
+                continue
+            for name in ("before", "since"):
+                refs = filters.pop(name, None)
+                # The map form {"ref": true} and the list form ["ref"] both name images.
+                for ref in refs or ():
+                    times[name] = await self._created(str(ref), api_version)
+            rest.append((key, json.dumps(filters)))
+        return rest, times["before"], times["since"]
+
+    async def _created(self, ref: str, api_version: str, node: Node | None = None) -> float:
+        if node is None:
+            inspect = await self.inspect_image(ref, api_version)
+        else:
+            status, inspect = await node.client.json(
+                "GET", node_path(api_version, f"/images/{quoted(ref)}/json")
+            )
+            if status != 200:
+                raise DockerError(message_of(inspect, status), status)
+        return parse_timestamp(str(inspect.get("Created", "")))
+
+    async def system_df(self, api_version: str = "") -> dict[str, Any]:
+        per_node = await self.fan_out_json("GET", node_path(api_version, "/system/df"))
+        return merge_system_df([(node.name, body or {}) for node, body in per_node])
+
+    # --- mutations --------------------------------------------------------------
+    async def tag_image(
+        self, ref: str, repo: str, tag: str = "", api_version: str = ""
+    ) -> list[Node]:
+        """Tag `ref` on every node that holds it; the nodes tagged."""
+        path = node_path(api_version, f"/images/{quoted(ref)}/tag", [("repo", repo), ("tag", tag)])
+        answers = await self._on_every_node("POST", path)
+        tagged = [node for node, status, _ in answers if status == 201]
+        if not tagged:
+            raise self._refusal(answers)
+        new_ref = references.with_tag(repo, tag)
+        await asyncio.gather(*(self.record_image(node, new_ref) for node in tagged))
+        return tagged
+
+    async def remove_image(
+        self, ref: str, params: Params = (), api_version: str = ""
+    ) -> list[dict[str, Any]]:
+        """`docker rmi` on every node that holds the image: what the nodes untagged and
+        deleted, merged. A node's refusal (an image in use) fails the call with that node
+        named, and says what the other nodes did remove."""
+        path = node_path(api_version, f"/images/{quoted(ref)}", params)
+        answers = await self._on_every_node("DELETE", path)
+        removed = [(node, body or []) for node, status, body in answers if status == 200]
+        await asyncio.gather(*(self._forget_deletions(node, lines) for node, lines in removed))
+        refused = [(n, s, b) for n, s, b in answers if s not in (200, 404)]
+        if not removed and not refused:
+            raise self._refusal(answers)
+        merged = merge_deletions([(node.name, lines) for node, lines in removed])
+        if not refused:
+            return merged
+        node, status, body = refused[0]
+        message = f"{message_of(body, status)} (on {node.name})"
+        if merged:
+            done = ", ".join(f"{k}: {v}" for line in merged for k, v in line.items())
+            on = ", ".join(node.name for node, _ in removed)
+            message += f"; removed on {on}: {done}"
+        raise DockerError(message, status)
+
+    async def _on_every_node(self, method: str, path: str) -> list[tuple[Node, int, Any]]:
+        """Every ready node's JSON answer; a node that cannot answer fails the call, since
+        it may hold the image and must not be skipped silently."""
+        answers = []
+        for node, result in await self.fan_out(
+            lambda n: n.client.json(method, path), self._ready(), timeout=None
+        ):
+            if isinstance(result, BaseException):
+                raise result
+            status, body = result
+            answers.append((node, status, body))
+        return answers
+
+    def _refusal(self, answers: Sequence[tuple[Node, int, Any]]) -> DockerError:
+        """The nodes' common refusal: a 404 when none has the image, else the first error."""
+        failures = [(n, s, b) for n, s, b in answers if s != 404] or list(answers)
+        _, status, body = failures[0]
+        return DockerError(message_of(body, status), status)
+
+    async def prune_images(self, params: Params = (), api_version: str = "") -> dict[str, Any]:
+        per_node = await self.fan_out_json(
+            "POST", node_path(api_version, "/images/prune", params), timeout=None
+        )
+        await asyncio.gather(
+            *(
+                self._forget_deletions(node, body.get("ImagesDeleted") or [])
+                for node, body in per_node
+            )
+        )
+        return merge_prunes([(node.name, body) for node, body in per_node], "ImagesDeleted")
+
+    async def prune_build_cache(self, params: Params = (), api_version: str = "") -> dict[str, Any]:
+        per_node = await self.fan_out_json(
+            "POST", node_path(api_version, "/build/prune", params), timeout=None
+        )
+        return merge_prunes([(node.name, body) for node, body in per_node], "CachesDeleted")
+
+    # --- transfers to many nodes ------------------------------------------------
+    def _broadcast(
+        self,
+        nodes: Sequence[Node] | None,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: AsyncIterable[bytes] | None = None,
+        keep: Callable[[dict[str, Any]], bool] = lambda message: False,
+        learn: Callable[[NodeResult], Coroutine[Any, Any, None]],
+    ) -> Broadcast:
+        return Broadcast(
+            self._ready() if nodes is None else nodes,
+            "POST",
+            path,
+            headers=headers,
+            body=body,
+            inactivity=self.images_config.pull_inactivity_timeout,
+            keep=keep,
+            learn=learn,
+        )
+
+    def pull_image(
+        self,
+        image: str,
+        tag: str = "",
+        *,
+        auth: str | None = None,
+        nodes: Sequence[Node] | None = None,
+        params: Params = (),
+        api_version: str = "",
+    ) -> Broadcast:
+        """Pull on every ready node (or on `nodes`) at once; `start()` it, then read its
+        merged progress. Each node that succeeds is indexed as holding the image."""
+        query = [("fromImage", image), *([("tag", tag)] if tag else []), *params]
+        ref = references.with_tag(image, tag)
+
+        async def learn(result: NodeResult) -> None:
+            await self.record_image(result.node, ref)
+
+        return self._broadcast(
+            nodes,
+            node_path(api_version, "/images/create", query),
+            headers={"X-Registry-Auth": auth} if auth else None,
+            learn=learn,
+        )
+
+    def import_image(
+        self,
+        source: str | AsyncIterable[bytes],
+        *,
+        nodes: Sequence[Node] | None = None,
+        params: Params = (),
+        api_version: str = "",
+    ) -> Broadcast:
+        """`docker import` on every ready node (or on `nodes`): `source` is a URL each node
+        fetches, or a tar streamed to all of them at once."""
+        from_src = source if isinstance(source, str) else "-"
+        query = [("fromSrc", from_src), *params]
+
+        async def learn(result: NodeResult) -> None:
+            for message in result.kept:
+                await self.record_image(result.node, str(message["status"]))
+
+        return self._broadcast(
+            nodes,
+            node_path(api_version, "/images/create", query),
+            headers=None if isinstance(source, str) else {"Content-Type": "application/x-tar"},
+            body=None if isinstance(source, str) else source,
+            keep=lambda m: str(m.get("status", "")).startswith("sha256:"),
+            learn=learn,
+        )
+
+    def load_image(
+        self,
+        tar: AsyncIterable[bytes],
+        *,
+        nodes: Sequence[Node] | None = None,
+        params: Params = (),
+        api_version: str = "",
+    ) -> Broadcast:
+        """`docker load` of one tar streamed to every ready node (or to `nodes`) at once."""
+
+        async def learn(result: NodeResult) -> None:
+            for message in result.kept:
+                loaded = str(message["stream"]).split(": ", 1)[1].strip()
+                await self.record_image(result.node, loaded)
+
+        return self._broadcast(
+            nodes,
+            node_path(api_version, "/images/load", params),
+            headers={"Content-Type": "application/x-tar"},
+            body=tar,
+            keep=lambda m: str(m.get("stream", "")).startswith("Loaded image"),
+            learn=learn,
+        )
+
+    @contextlib.asynccontextmanager
+    async def push_image(
+        self,
+        name: str,
+        tag: str = "",
+        *,
+        auth: str | None = None,
+        params: Params = (),
+        api_version: str = "",
+    ) -> AsyncIterator[tuple[Node, aiohttp.ClientResponse]]:
+        """Push from a node that holds the image; the node's progress as it answers."""
+        ref = references.with_tag(name, tag)
+        query = [*([("tag", tag)] if tag else []), *params]
+        path = node_path(api_version, f"/images/{quoted(name)}/push", query)
+        headers = {"X-Registry-Auth": auth} if auth else None
+        async with self.open_on_image(ref, "POST", path, headers=headers) as answer:
+            yield answer
+
+    # --- images made on one node ------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def build_image(
+        self,
+        context: AsyncIterable[bytes],
+        params: Params = (),
+        *,
+        headers: Any = None,
+        api_version: str = "",
+    ) -> AsyncIterator[NodeOutput]:
+        """Build on the node the scheduler picks, preferring one that holds every `FROM`
+        image the Dockerfile names (when the context shows it); the image it makes is
+        indexed on that node as soon as the node reports it."""
+        build = BuildContext(context, dict(params).get("dockerfile") or "Dockerfile")
+        bases = await build.base_images()
+        candidates = self._ready()
+        preferred = await self.nodes_holding_all(bases, candidates) if bases else []
+        node = await self.scheduler.select(preferred or candidates, SchedulingRequest())
+        log_event(log, logging.INFO, "build placed", node=node.name, bases=",".join(bases))
+        path = node_path(api_version, "/build", params)
+        async with node.client.request(
+            "POST", path, headers=headers, data=build.body()
+        ) as response:
+            yield NodeOutput(node, response, self._learn_build(node, response))
+
+    async def _learn_build(
+        self, node: Node, response: aiohttp.ClientResponse
+    ) -> AsyncIterator[bytes]:
+        async for line in lines(chunks(node, response)):
+            if b'"aux"' in line:
+                with contextlib.suppress(ValueError, AttributeError, TypeError):
+                    image_id = json.loads(line)["aux"]["ID"]
+                    await shielded(self.record_image(node, str(image_id)))
+            yield line
+
+    async def commit_container(
+        self,
+        container: str,
+        params: Params = (),
+        config: bytes | None = None,
+        *,
+        headers: Any = None,
+        api_version: str = "",
+    ) -> NodeAnswer:
+        """`docker commit` on the container's node; the new image indexed there."""
+        record, node = await self.locate_container(container)
+        query = [(k, record.id if k == "container" else v) for k, v in params]
+        path = node_path(api_version, "/commit", query)
+
+        async def run() -> NodeAnswer:
+            async with node.client.request("POST", path, headers=headers, data=config) as response:
+                try:
+                    body = await response.read()
+                except TRANSPORT_ERRORS as e:
+                    raise node.client.unavailable(e) from e
+            if response.status == 201:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    await self.record_image(node, str(json.loads(body)["Id"]))
+            return NodeAnswer(node, response, body)
+
+        # What the node made must reach the index even if the caller goes away.
+        return await shielded(run())
+
+    async def schedule_image_nodes(self, image: str, candidates: Sequence[Node]) -> list[Node]:
+        """Where a container of `image` can start: the candidates that hold it, or all of
+        them when none does (the node then answers the daemon's own 404)."""
+        return await self.nodes_holding_all([image], candidates) or list(candidates)
