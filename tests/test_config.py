@@ -66,6 +66,7 @@ def test_example_file_loads_with_every_value() -> None:
     assert isinstance(config.health.interval, float)
     assert config.health.timeout == 3.0
     assert isinstance(config.health.timeout, float)
+    assert config.images.pull_inactivity_timeout == 120.0
     assert config.log.level == "info"
     assert config.log.format == "text"
     assert config.nodes == [
@@ -278,6 +279,13 @@ def test_parse_node_errors_name_the_given_key() -> None:
         ("SWARMPROXY_HEALTH_INTERVAL", "2.5", "health", "interval", 2.5),
         ("SWARMPROXY_HEALTH_INTERVAL", "7", "health", "interval", 7.0),
         ("SWARMPROXY_HEALTH_TIMEOUT", "0.25", "health", "timeout", 0.25),
+        (
+            "SWARMPROXY_IMAGES_PULL_INACTIVITY_TIMEOUT",
+            "30",
+            "images",
+            "pull_inactivity_timeout",
+            30.0,
+        ),
         ("SWARMPROXY_LOG_LEVEL", "debug", "log", "level", "debug"),
         ("SWARMPROXY_LOG_FORMAT", "json", "log", "format", "json"),
     ],
@@ -362,6 +370,7 @@ def test_environment_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> 
         ({"SWARMPROXY_HEALTH_INTERVAL": "soon"}, "health.interval"),
         ({"SWARMPROXY_HEALTH_TIMEOUT": "0"}, "health.timeout"),
         ({"SWARMPROXY_HEALTH_TIMEOUT": "-1"}, "health.timeout"),
+        ({"SWARMPROXY_IMAGES_PULL_INACTIVITY_TIMEOUT": "0"}, "images.pull_inactivity_timeout"),
         ({"SWARMPROXY_LOG_LEVEL": "verbose"}, "log.level"),
         ({"SWARMPROXY_LOG_FORMAT": "xml"}, "log.format"),
         (

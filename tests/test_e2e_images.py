@@ -6,11 +6,14 @@ loopback, and an image can reach the nodes by load, import, build and commit.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import io
 import json
 import pathlib
 import subprocess
 import tarfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +30,7 @@ from swarmproxy.local_nodes import (
     cli_env,
     image_parts,
     image_tar,
+    run_docker,
 )
 from tests.rig.proxy import Proxy
 from tests.rig.registry import Registry
@@ -352,3 +356,83 @@ def test_images_filters_and_df(images: Proxy, nodes: list[DockerNode]) -> None:
     assert int(kinds["Images"]["TotalCount"]) >= 3
     pruned = images.docker("image", "prune", "-f")
     assert pruned.returncode == 0
+
+
+def test_a_constraint_sends_a_load_and_a_pull_to_some_nodes_only(
+    images: Proxy, nodes: list[DockerNode], registry: Registry, tmp_path: pathlib.Path
+) -> None:
+    # The docker CLI sends the header with every request when its config file says so.
+    config = tmp_path / "cli"
+    config.mkdir()
+    (config / "config.json").write_text(
+        json.dumps({"HttpHeaders": {"X-Swarmproxy-Constraint": "node!=node-2"}})
+    )
+    tar, expected_id = unique_image("some:v1")
+    run_docker(images.address, config, "load", input=tar)
+    assert holders(nodes, expected_id) == ["node-1", "node-3"]
+
+    parts = unique_parts()
+    registry.add_image("some/pulled", "v1", parts)
+    ref = f"{registry.address}/some/pulled:v1"
+    (config / "config.json").write_text(
+        json.dumps({"HttpHeaders": {"X-Swarmproxy-Constraint": "node==node-2"}})
+    )
+    run_docker(images.address, config, "pull", ref, timeout=120)
+    assert holders(nodes, ref) == ["node-2"]
+
+    (config / "config.json").write_text(
+        json.dumps({"HttpHeaders": {"X-Swarmproxy-Constraint": "node==nowhere"}})
+    )
+    refused = run_docker(images.address, config, "pull", ref, check=False)
+    assert refused.returncode == 1
+    assert "no ready node satisfies the constraint node==nowhere" in refused.stderr
+
+
+def test_import_from_a_url_is_fetched_by_every_node(
+    images: Proxy, nodes: list[DockerNode], tmp_path: pathlib.Path
+) -> None:
+    (tmp_path / "rootfs.tar").write_bytes(busybox_rootfs_tar())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/rootfs.tar"
+        images.docker("import", url, "from-url:v1", timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert holders(nodes, "from-url:v1") == ["node-1", "node-2", "node-3"]
+
+
+def test_login_and_search_are_answered_by_a_node(images: Proxy, registry: Registry) -> None:
+    login = images.docker("login", "-u", "someone", "-p", "secret", registry.address)
+    assert "Login Succeeded" in login.stdout
+    search = images.docker("search", "busybox", check=False)
+    # No registry is reachable: the node's own error comes back, through the proxy.
+    assert search.returncode == 1
+    assert "registry-1.docker.io" in search.stderr or "index.docker.io" in search.stderr
+
+
+def test_dangling_images_are_listed_once(images: Proxy, nodes: list[DockerNode]) -> None:
+    first, first_id = unique_image("moving:v1")
+    second, _ = unique_image("moving:v1")
+    images.docker("load", input=first)
+    images.docker("load", input=second)
+    dangling = images.docker("images", "-q", "--no-trunc", "--filter", "dangling=true")
+    assert dangling.stdout.split() == [first_id]
+    assert holders(nodes, first_id) == ["node-1", "node-2", "node-3"]
+
+
+def test_an_index_gone_stale_behind_the_proxy_corrects_itself(
+    images: Proxy, nodes: list[DockerNode]
+) -> None:
+    images.docker("tag", "busybox", "stale:v1")
+    # Untagged on two nodes behind the proxy's back: the index still names them.
+    for node in nodes[:2]:
+        node.docker("rmi", "stale:v1")
+    for _ in range(3):
+        inspected = json.loads(images.docker("image", "inspect", "stale:v1").stdout)
+        assert "stale:v1" in inspected[0]["RepoTags"]
+    assert images.docker("rmi", "stale:v1").stdout.strip() == "Untagged: stale:v1"
+    assert holders(nodes, "stale:v1") == []

@@ -118,6 +118,7 @@ class Broadcast:
         self._room = asyncio.Semaphore(_BACKLOG)
         self._streaming = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
 
     @property
     def succeeded(self) -> list[Node]:
@@ -140,6 +141,9 @@ class Broadcast:
             raise
         finally:
             streaming.cancel()
+            # Once streaming, nobody awaits the nodes together: their end is read here, so a
+            # close() that cancels them is never reported as a lost exception.
+            finished.add_done_callback(lambda f: f.cancelled() or f.exception())
         if not self._streaming.is_set():
             await self.close()
             raise merged_error(self.results)
@@ -155,11 +159,12 @@ class Broadcast:
             if progress:
                 self._room.release()
             yield line
-        if not self.succeeded:
+        if not self.succeeded and not self._closed:
             error = merged_error(self.results).message
             yield encode({"errorDetail": {"message": error}, "error": error})
 
     async def close(self) -> None:
+        self._closed = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -180,10 +185,15 @@ class Broadcast:
             # One node's surprise must not take the others' streams down with it.
             result.error = str(e) or type(e).__name__
             log.exception("node stream failed", extra={"fields": {"node": node.name}})
+        except asyncio.CancelledError:
+            # Closed before it finished: never counted as a success, and not reported in a
+            # stream that nobody reads any more.
+            result.error = "cancelled"
+            raise
         finally:
             if self._tee is not None:
                 self._tee.drop(index)
-            if result.error:
+            if result.error and result.error != "cancelled":
                 report = labelled(node.name, {"status": "Error: " + result.error})
                 self._queue.put_nowait((encode(report), False))
             self._queue.put_nowait(None)
@@ -194,11 +204,12 @@ class Broadcast:
         flowing to the node is not silence."""
         node = result.node
         loop = asyncio.get_running_loop()
+        headed = False
         try:
             async with asyncio.timeout(None) as silence:
 
                 def alive() -> None:
-                    if self._inactivity is not None:
+                    if self._inactivity is not None and not headed:
                         silence.reschedule(loop.time() + self._inactivity)
 
                 async def fed(upload: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -212,6 +223,7 @@ class Broadcast:
                     self._method, self._path, headers=self._headers, data=data
                 ) as response:
                     # The head came: from here the body's own bound on silence applies.
+                    headed = True
                     silence.reschedule(None)
                     await self._pass_on(response, result)
         except TimeoutError:
@@ -221,7 +233,7 @@ class Broadcast:
         node = result.node
         result.status = response.status
         if response.status != 200:
-            body = await response.read()
+            body = b"".join([c async for c in chunks(node, response, self._inactivity)])
             with contextlib.suppress(ValueError, AttributeError):
                 result.error = json.loads(body).get("message", "")
             result.error = result.error or f"{response.status} {response.reason}"

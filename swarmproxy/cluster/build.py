@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 import tarfile
+import zlib
 from collections.abc import AsyncIterable, AsyncIterator
 
 # How much of the context is read ahead looking for the Dockerfile. The docker CLI puts
@@ -47,7 +48,9 @@ def dockerfile_in(prefix: bytes, name: str) -> str | None:
                     continue
                 data = tar.extractfile(member)
                 return None if data is None else data.read().decode(errors="replace")
-    except (tarfile.TarError, EOFError, OSError, ValueError):
+    except (tarfile.TarError, EOFError, OSError, ValueError, TypeError, zlib.error):
+        # A cut or odd context (tarfile's gzip reader fails on a header cut short with a
+        # TypeError): the bases are then unknown, which only costs a placement preference.
         return None
     return None
 

@@ -46,6 +46,8 @@ log = logging.getLogger("swarmproxy.cluster")
 
 T = TypeVar("T")
 Params = Sequence[tuple[str, str]]
+# Base64 of "{}": no credentials, as the docker CLI sends when it has none.
+NO_AUTH = "e30="
 
 
 def node_path(api_version: str, path: str, params: Params = ()) -> str:
@@ -81,6 +83,12 @@ def message_of(body: Any, status: int) -> str:
     if isinstance(body, dict) and body.get("message"):
         return str(body["message"])
     return f"status {status}"
+
+
+async def _inspect_on(node: Node, ref: str) -> dict[str, Any] | None:
+    """The node's inspect of `ref`, or None when it does not hold it."""
+    status, body = await node.client.json("GET", f"/images/{quoted(ref)}/json")
+    return body if status == 200 and isinstance(body, dict) else None
 
 
 @dataclass
@@ -137,11 +145,11 @@ class ImageOperations(abc.ABC):
     async def record_image(self, node: Node, ref: str) -> None:
         """Index what `node` now holds under `ref`, as the node itself describes it."""
         try:
-            status, body = await node.client.json("GET", f"/images/{quoted(ref)}/json")
+            inspect = await _inspect_on(node, ref)
         except NodeUnavailable:
             return
-        if status == 200 and isinstance(body, dict):
-            await self._index_inspect(node, body)
+        if inspect is not None:
+            await self._index_inspect(node, inspect)
 
     async def _index_inspect(self, node: Node, inspect: dict[str, Any]) -> None:
         image_id = str(inspect.get("Id", ""))
@@ -164,14 +172,17 @@ class ImageOperations(abc.ABC):
         """Drop from the index what a node said it untagged or deleted."""
         for line in deletions:
             untagged, deleted = line.get("Untagged"), line.get("Deleted")
-            if untagged and (key := index_key(str(untagged))):
-                record = await self.storage.retrieve_image(key)
-                if record is not None:
-                    await self.storage.remove_image(
-                        key, current_id(record, node.address), node.address
-                    )
+            if untagged:
+                await self._forget_on(node, str(untagged))
             if deleted:
                 await self.storage.remove_image(str(deleted), str(deleted), node.address)
+
+    async def _forget_on(self, node: Node, ref: str) -> None:
+        """Drop `node` from the index's holders of `ref`."""
+        key = index_key(ref)
+        record = None if key is None else await self.storage.retrieve_image(key)
+        if key is not None and record is not None:
+            await self.storage.remove_image(key, current_id(record, node.address), node.address)
 
     async def image_holders(self, ref: str) -> list[Node]:
         """The ready nodes that hold `ref`, the last one written first; asked of the nodes
@@ -189,13 +200,9 @@ class ImageOperations(abc.ABC):
         return [ready[a] for a in ordered if a in ready]
 
     async def _discover_image(self, ref: str, exclude: Sequence[Node] = ()) -> list[Node]:
-        async def inspect(node: Node) -> dict[str, Any] | None:
-            status, body = await node.client.json("GET", f"/images/{quoted(ref)}/json")
-            return body if status == 200 and isinstance(body, dict) else None
-
         candidates = [n for n in self.ready_nodes() if n not in exclude]
         found = []
-        for node, result in await self.fan_out(inspect, candidates):
+        for node, result in await self.fan_out(lambda n: _inspect_on(n, ref), candidates):
             if isinstance(result, dict):
                 await self._index_inspect(node, result)
                 found.append(node)
@@ -230,13 +237,7 @@ class ImageOperations(abc.ABC):
                     yield node, response
                     return
             tried.append(node)
-            key = index_key(ref)
-            if key is not None:
-                record = await self.storage.retrieve_image(key)
-                if record is not None:
-                    await self.storage.remove_image(
-                        key, current_id(record, node.address), node.address
-                    )
+            await self._forget_on(node, ref)
         found = await self._discover_image(ref, exclude=tried)
         target = found[0] if found else self._ready()[0]
         async with target.client.request(method, path, headers=headers) as response:
@@ -528,7 +529,8 @@ class ImageOperations(abc.ABC):
         ref = references.with_tag(name, tag)
         query = [*([("tag", tag)] if tag else []), *params]
         path = node_path(api_version, f"/images/{quoted(name)}/push", query)
-        headers = {"X-Registry-Auth": auth} if auth else None
+        # The daemon refuses a push with no credentials header; empty ones are "{}".
+        headers = {"X-Registry-Auth": auth or NO_AUTH}
         async with self.open_on_image(ref, "POST", path, headers=headers) as answer:
             yield answer
 
@@ -578,7 +580,7 @@ class ImageOperations(abc.ABC):
     ) -> NodeAnswer:
         """`docker commit` on the container's node; the new image indexed there."""
         record, node = await self.locate_container(container)
-        query = [(k, record.id if k == "container" else v) for k, v in params]
+        query = [("container", record.id), *((k, v) for k, v in params if k != "container")]
         path = node_path(api_version, "/commit", query)
 
         async def run() -> NodeAnswer:
