@@ -11,14 +11,11 @@ import asyncio
 import gc
 import json
 import os
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from swarmproxy.cluster.broadcast import (
     Broadcast,
@@ -31,52 +28,11 @@ from swarmproxy.cluster.broadcast import (
 )
 from swarmproxy.cluster.node import Node
 from swarmproxy.errors import DockerError
+from tests.rig.simulated import Handler, dead_node, simulated_nodes
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Message = dict[str, Any]
 
 PULL = "/v1.43/images/create?fromImage=alpine&tag=latest"
-
-
-# --- simulated nodes -------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def simulated_node(name: str, handler: Handler) -> AsyncIterator[Node]:
-    """A SIMULATED node: an aiohttp server answering every request with `handler`."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server(shutdown_timeout=0.5)
-    node = Node(name, f"tcp://127.0.0.1:{server.port}")
-    try:
-        yield node
-    finally:
-        await node.client.close()
-        await server.close()
-
-
-@asynccontextmanager
-async def simulated_nodes(*handlers: Handler) -> AsyncIterator[list[Node]]:
-    """SIMULATED nodes node-1, node-2, ... one per handler."""
-    async with AsyncExitStack() as stack:
-        yield [
-            await stack.enter_async_context(simulated_node(f"node-{i}", handler))
-            for i, handler in enumerate(handlers, start=1)
-        ]
-
-
-@asynccontextmanager
-async def dead_node(name: str) -> AsyncIterator[Node]:
-    """A SIMULATED node that is down: a free port with nothing listening on it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    node = Node(name, f"tcp://127.0.0.1:{port}")
-    try:
-        yield node
-    finally:
-        await node.client.close()
 
 
 @pytest.fixture

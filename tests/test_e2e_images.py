@@ -198,7 +198,7 @@ def test_rmi_of_an_image_in_use_names_the_node_and_what_was_removed(
     assert "conflict" in refused.stderr
     assert f"(on {user.name})" in refused.stderr
     others = [n for n in nodes if n is not user]
-    assert f"removed on {', '.join(n.name for n in others)}" in refused.stderr
+    assert f"done on {', '.join(n.name for n in others)}" in refused.stderr
     assert holders(nodes, expected_id) == [user.name]
     images.docker("rm", container)
 

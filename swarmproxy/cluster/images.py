@@ -85,6 +85,25 @@ def message_of(body: Any, status: int) -> str:
     return f"status {status}"
 
 
+def _raise_partial(
+    answers: Sequence[tuple[Node, int, Any]], *, ok: int, done: Sequence[Node], what: str
+) -> None:
+    """Fail a change made on every node unless no node refused it: with a 404 when no node
+    holds the image, else with the first refusal, its node named, and what the nodes that
+    did it did, so nothing half-done goes unreported."""
+    refused = [(n, s, b) for n, s, b in answers if s not in (ok, 404)]
+    if done and not refused:
+        return
+    if not refused:
+        _, status, body = answers[0]
+        raise DockerError(message_of(body, status), status)
+    node, status, body = refused[0]
+    message = f"{message_of(body, status)} (on {node.name})"
+    if done:
+        message += f"; done on {', '.join(n.name for n in done)}: {what}"
+    raise DockerError(message, status)
+
+
 async def _inspect_on(node: Node, ref: str) -> dict[str, Any] | None:
     """The node's inspect of `ref`, or None when it does not hold it."""
     status, body = await node.client.json("GET", f"/images/{quoted(ref)}/json")
@@ -347,14 +366,14 @@ class ImageOperations(abc.ABC):
     async def tag_image(
         self, ref: str, repo: str, tag: str = "", api_version: str = ""
     ) -> list[Node]:
-        """Tag `ref` on every node that holds it; the nodes tagged."""
+        """Tag `ref` on every node that holds it; the nodes tagged. A node that refuses or
+        cannot answer fails the call with that node named, and says where it was tagged."""
         path = node_path(api_version, f"/images/{quoted(ref)}/tag", [("repo", repo), ("tag", tag)])
         answers = await self._on_every_node("POST", path)
         tagged = [node for node, status, _ in answers if status == 201]
-        if not tagged:
-            raise self._refusal(answers)
         new_ref = references.with_tag(repo, tag)
         await asyncio.gather(*(self.record_image(node, new_ref) for node in tagged))
+        _raise_partial(answers, ok=201, done=tagged, what=f"tagged {new_ref}")
         return tagged
 
     async def remove_image(
@@ -367,38 +386,26 @@ class ImageOperations(abc.ABC):
         answers = await self._on_every_node("DELETE", path)
         removed = [(node, body or []) for node, status, body in answers if status == 200]
         await asyncio.gather(*(self._forget_deletions(node, lines) for node, lines in removed))
-        refused = [(n, s, b) for n, s, b in answers if s not in (200, 404)]
-        if not removed and not refused:
-            raise self._refusal(answers)
         merged = merge_deletions([(node.name, lines) for node, lines in removed])
-        if not refused:
-            return merged
-        node, status, body = refused[0]
-        message = f"{message_of(body, status)} (on {node.name})"
-        if merged:
-            done = ", ".join(f"{k}: {v}" for line in merged for k, v in line.items())
-            on = ", ".join(node.name for node, _ in removed)
-            message += f"; removed on {on}: {done}"
-        raise DockerError(message, status)
+        done = ", ".join(f"{k}: {v}" for line in merged for k, v in line.items())
+        _raise_partial(answers, ok=200, done=[n for n, _ in removed], what=done)
+        return merged
 
     async def _on_every_node(self, method: str, path: str) -> list[tuple[Node, int, Any]]:
-        """Every ready node's JSON answer; a node that cannot answer fails the call, since
-        it may hold the image and must not be skipped silently."""
+        """Every ready node's status and JSON answer. A node that cannot answer is a 502
+        naming it, not an exception: what the other nodes did must still be indexed and
+        reported."""
         answers = []
         for node, result in await self.fan_out(
             lambda n: n.client.json(method, path), self._ready(), timeout=None
         ):
-            if isinstance(result, BaseException):
+            if isinstance(result, DockerError):
+                answers.append((node, result.status, {"message": result.message}))
+            elif isinstance(result, BaseException):
                 raise result
-            status, body = result
-            answers.append((node, status, body))
+            else:
+                answers.append((node, *result))
         return answers
-
-    def _refusal(self, answers: Sequence[tuple[Node, int, Any]]) -> DockerError:
-        """The nodes' common refusal: a 404 when none has the image, else the first error."""
-        failures = [(n, s, b) for n, s, b in answers if s != 404] or list(answers)
-        _, status, body = failures[0]
-        return DockerError(message_of(body, status), status)
 
     async def prune_images(self, params: Params = (), api_version: str = "") -> dict[str, Any]:
         per_node = await self.fan_out_json(
