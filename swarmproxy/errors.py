@@ -20,6 +20,13 @@ class BadRequest(DockerError):
     status = 400
 
 
+def node_message(body: object, status: int) -> str:
+    """The message of a node's error answer (`{"message": ...}`), or its status."""
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return f"status {status}"
+
+
 class NotFound(DockerError):
     status = 404
 

@@ -34,6 +34,11 @@ KEEPALIVE_SECONDS = 30.0
 CONNECT_TIMEOUT = 10.0
 
 
+class BodyFailed(Exception):
+    """The body being sent could not be read from its own source (a client that cut its
+    upload): the sender's fault, not the node's."""
+
+
 class NodeClient:
     def __init__(self, name: str, address: str, health: NodeHealth) -> None:
         self.name = name
@@ -65,7 +70,9 @@ class NodeClient:
 
     def unavailable(self, error: BaseException) -> NodeUnavailable:
         reason = str(error) or type(error).__name__
-        self.health.record_failure(reason)
+        # aiohttp chains what broke a streamed request body as the failure's cause.
+        if not isinstance(error.__cause__, BodyFailed):
+            self.health.record_failure(reason)
         return NodeUnavailable(self.name, self.address, reason)
 
     @asynccontextmanager

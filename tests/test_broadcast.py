@@ -185,7 +185,7 @@ async def test_merged_error_names_the_nodes_and_keeps_an_agreed_status() -> None
         assert error.status == 500
 
         unreachable = [NodeResult(nodes[0], 0, "down"), NodeResult(nodes[1], 0, "down")]
-        assert merged_error(unreachable).status == 500
+        assert merged_error(unreachable).status == 502
         mid_stream = [NodeResult(nodes[0], 200, "denied")]
         assert merged_error(mid_stream).status == 500
     finally:
@@ -330,7 +330,7 @@ async def test_error_without_json_body_names_the_status() -> None:
         with pytest.raises(DockerError) as caught:
             await Broadcast(nodes, "POST", PULL, inactivity=5).start()
     assert caught.value.status == 502
-    assert caught.value.message == "502 Bad Gateway (on node-1)"
+    assert caught.value.message == "status 502 (on node-1)"
 
 
 async def test_error_message_mid_stream_marks_the_node_failed() -> None:
@@ -393,7 +393,7 @@ async def test_node_silent_before_its_head_is_inactive() -> None:
                 await Broadcast(nodes, "POST", PULL, inactivity=0.5).start()
         took = loop.time() - began
     assert caught.value.message == "no progress for 0.5s, given up (on node-1)"
-    assert caught.value.status == 500
+    assert caught.value.status == 502
     assert 0.4 <= took < 3
 
 
@@ -551,7 +551,7 @@ async def test_upload_all_nodes_down() -> None:
         with pytest.raises(DockerError) as caught:
             async with asyncio.timeout(10):
                 await broadcast.start()
-    assert caught.value.status == 500
+    assert caught.value.status == 502
     assert "is unavailable" in caught.value.message
     assert "(on node-1)" in caught.value.message
     assert "(on node-2)" in caught.value.message
@@ -622,6 +622,8 @@ async def test_upload_cut_by_the_client_is_never_taken_as_complete() -> None:
     assert "(on node-1)" in caught.value.message
     assert "(on node-2)" in caught.value.message
     assert broadcast.succeeded == []
+    # The client broke the upload, not the nodes: their health stays as it was.
+    assert [node.health.failures for node in nodes] == [0, 0]
 
 
 # --- regressions -------------------------------------------------------------------------

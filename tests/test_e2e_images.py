@@ -436,3 +436,33 @@ def test_an_index_gone_stale_behind_the_proxy_corrects_itself(
         assert "stale:v1" in inspected[0]["RepoTags"]
     assert images.docker("rmi", "stale:v1").stdout.strip() == "Untagged: stale:v1"
     assert holders(nodes, "stale:v1") == []
+
+
+def test_run_after_the_image_left_its_indexed_node_goes_where_it_still_is(
+    images: Proxy, nodes: list[DockerNode]
+) -> None:
+    tar, _ = unique_image("wandering:v1")
+    nodes[0].docker("load", input=tar)
+    # Created, not run: the image holds no program, only a file.
+    images.docker("rm", images.docker("create", "wandering:v1").stdout.strip())
+    nodes[1].docker("load", input=tar)
+    nodes[0].docker("rmi", "wandering:v1")
+    # The first try reaches node-1 and corrects the index; the CLI's pull then fails.
+    first = images.docker("create", "wandering:v1", check=False)
+    assert first.returncode != 0
+    again = images.docker("create", "wandering:v1").stdout.strip()
+    assert again in nodes[1].container_ids()
+
+
+def test_a_tag_rebuilt_on_another_node_runs_its_newest_image(
+    images: Proxy, nodes: list[DockerNode], tmp_path: pathlib.Path
+) -> None:
+    for version in ("one", "two"):
+        (tmp_path / "Dockerfile").write_text(
+            f'FROM busybox\nRUN echo {version} > /version\nCMD ["cat", "/version"]\n'
+        )
+        images.docker("build", "-t", "rebuilt", str(tmp_path), timeout=120)
+    # Round-robin put the two builds on two nodes: both hold a `rebuilt:latest`.
+    assert len(holders(nodes, "rebuilt")) == 2
+    for _ in range(4):
+        assert images.docker("run", "--rm", "rebuilt").stdout == "two\n"

@@ -14,6 +14,7 @@ from swarmproxy.cluster.health import NodeStatus
 from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.streams import Inactive, Tee, chunks, lines
 from swarmproxy.errors import NodeUnavailable
+from swarmproxy.node_client import BodyFailed
 
 
 async def source(parts: Iterable[bytes]) -> AsyncIterator[bytes]:
@@ -264,7 +265,7 @@ async def test_tee_source_failure_makes_every_live_reader_raise() -> None:
         collect(tee.reader(0)), slow_reader(tee.reader(1), 0.01), return_exceptions=True
     )
     for outcome in outcomes:
-        assert isinstance(outcome, ConnectionError)
+        assert isinstance(outcome, BodyFailed)
         assert "cut short" in str(outcome)
     with pytest.raises(OSError, match="client went away"):
         await pump
@@ -287,9 +288,9 @@ async def test_tee_source_failure_reaches_a_reader_with_a_full_queue() -> None:
     release.set()
     with pytest.raises(OSError):
         await pump
-    with pytest.raises(ConnectionError):
+    with pytest.raises(BodyFailed):
         await fast
-    with pytest.raises(ConnectionError):
+    with pytest.raises(BodyFailed):
         async with asyncio.timeout(2):
             await collect(tee.reader(1))
 
@@ -309,4 +310,4 @@ async def test_tee_pump_cancelled_cuts_the_readers() -> None:
     pump.cancel()
     async with asyncio.timeout(2):
         outcomes = await asyncio.gather(*readers, return_exceptions=True)
-    assert all(isinstance(o, ConnectionError) for o in outcomes)
+    assert all(isinstance(o, BodyFailed) for o in outcomes)

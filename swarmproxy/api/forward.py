@@ -6,7 +6,8 @@ handler asks for the answer's bytes to learn from them (an ID to index).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+import contextlib
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -74,7 +75,7 @@ async def relay(
     upstream: aiohttp.ClientResponse,
     node: Node,
     *,
-    body: bytes | AsyncIterable[bytes] | None = None,
+    body: bytes | AsyncGenerator[bytes, None] | None = None,
 ) -> web.StreamResponse:
     """Answer the client with the node's status and headers and `body` (whole, or streamed
     as it comes), or the node's own body streamed through."""
@@ -95,8 +96,10 @@ async def relay(
     elif request.method != "HEAD":
         # A node failing mid-stream raises NodeUnavailable: the status is sent already, so
         # the error middleware cuts the client's connection and it sees a truncated stream.
-        async for chunk in chunks(node, upstream) if body is None else body:
-            # A client that hung up raises here: its fault, not the node's.
-            await out.write(chunk)
+        # Closed at once, even when the client hangs up, so nothing reads the node after.
+        async with contextlib.aclosing(chunks(node, upstream) if body is None else body) as said:
+            async for chunk in said:
+                # A client that hung up raises here: its fault, not the node's.
+                await out.write(chunk)
     await out.write_eof()
     return out

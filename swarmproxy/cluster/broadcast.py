@@ -20,7 +20,7 @@ import aiohttp
 
 from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.streams import Inactive, Tee, chunks, lines
-from swarmproxy.errors import DockerError, NodeUnavailable
+from swarmproxy.errors import DockerError, NodeUnavailable, node_message
 from swarmproxy.log import log_event
 from swarmproxy.tasks import shielded
 
@@ -82,9 +82,10 @@ def merged_error(results: Sequence[NodeResult]) -> DockerError:
     for result in results:
         by_message.setdefault(result.error, []).append(result.node.name)
     message = "; ".join(f"{error} (on {', '.join(names)})" for error, names in by_message.items())
-    statuses = {r.status for r in results}
-    status = statuses.pop() if len(statuses) == 1 else 500
-    return DockerError(message, status if status >= 400 else 500)
+    # A node that never answered failed as a node does (502); one that failed after its
+    # 200 reported the daemon's error mid-stream (500).
+    statuses = {r.status if r.status >= 400 else 502 if r.status == 0 else 500 for r in results}
+    return DockerError(message, statuses.pop() if len(statuses) == 1 else 500)
 
 
 class Broadcast:
@@ -174,8 +175,8 @@ class Broadcast:
         node = result.node
         try:
             await self._exchange(index, result)
-            if result.succeeded and self._learn is not None:
-                await shielded(self._learn(result))
+            if result.succeeded:
+                await self._learn_from(result)
         except NodeUnavailable as e:
             result.error = e.message
         except Inactive as e:
@@ -198,10 +199,21 @@ class Broadcast:
                 self._queue.put_nowait((encode(report), False))
             self._queue.put_nowait(None)
 
+    async def _learn_from(self, result: NodeResult) -> None:
+        """What the node did goes to the index; an index that cannot take it (storage down)
+        is logged, and does not turn the node's success into a failure."""
+        if self._learn is None:
+            return
+        try:
+            await shielded(self._learn(result))
+        except Exception:
+            log.exception("indexing failed", extra={"fields": {"node": result.node.name}})
+
     async def _exchange(self, index: int, result: NodeResult) -> None:
         """Send to one node and pass its messages on. The daemon sends no head before its
         first progress message, so the silence before the head counts too; an upload still
-        flowing to the node is not silence."""
+        flowing to the node is not silence, and once the node has all of it, it may work in
+        silence as long as it takes (a quiet `docker load` says nothing until the end)."""
         node = result.node
         loop = asyncio.get_running_loop()
         headed = False
@@ -216,6 +228,8 @@ class Broadcast:
                     async for chunk in upload:
                         alive()
                         yield chunk
+                    if not headed:
+                        silence.reschedule(None)
 
                 alive()
                 data = None if self._tee is None else fed(self._tee.reader(index))
@@ -234,18 +248,21 @@ class Broadcast:
         result.status = response.status
         if response.status != 200:
             body = b"".join([c async for c in chunks(node, response, self._inactivity)])
-            with contextlib.suppress(ValueError, AttributeError):
-                result.error = json.loads(body).get("message", "")
-            result.error = result.error or f"{response.status} {response.reason}"
+            try:
+                answer = json.loads(body)
+            except ValueError:
+                answer = None
+            result.error = node_message(answer, response.status)
             return
         self._streaming.set()
-        async for line in lines(chunks(node, response, self._inactivity)):
-            message = parse(line)
-            error = error_of(message)
-            if error:
-                result.error = error
-                return
-            if self._keep(message):
-                result.kept.append(message)
-            await self._room.acquire()
-            self._queue.put_nowait((encode(labelled(node.name, message)), True))
+        async with contextlib.aclosing(lines(chunks(node, response, self._inactivity))) as said:
+            async for line in said:
+                message = parse(line)
+                error = error_of(message)
+                if error:
+                    result.error = error
+                    return
+                if self._keep(message):
+                    result.kept.append(message)
+                await self._room.acquire()
+                self._queue.put_nowait((encode(labelled(node.name, message)), True))

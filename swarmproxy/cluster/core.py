@@ -30,6 +30,7 @@ from swarmproxy.errors import (
     NoNodeAvailable,
     NoSuchContainer,
     NoSuchExec,
+    node_message,
 )
 from swarmproxy.log import log_event
 from swarmproxy.scheduler import Scheduler, SchedulingRequest, make_scheduler
@@ -235,8 +236,7 @@ class Cluster(ImageOperations):
                 raise result
             status, body = result
             if not 200 <= status < 300:
-                message = body.get("message", "") if isinstance(body, dict) else ""
-                raise DockerError(message or f"node {node.name} answered {status}", status)
+                raise DockerError(node_message(body, status), status)
             answers.append((node, body))
         return answers
 
@@ -374,7 +374,8 @@ class Cluster(ImageOperations):
             raise NoNodeAvailable()
         image = request.config.get("Image")
         if isinstance(image, str) and image:
-            # Until images follow containers, a container goes where its image is.
+            # A container can only start where its image is: until images are copied to the
+            # node the scheduler would rather pick, the image's holders are the candidates.
             candidates = await self.schedule_image_nodes(image, candidates)
         return await self.scheduler.select(candidates, request)
 

@@ -52,7 +52,7 @@ def _merge_one(copies: Sequence[tuple[str, Image]]) -> Image:
     return merged
 
 
-def _newest_first(image: Image) -> tuple[int, str]:
+def newest_first(image: Image) -> tuple[int, str]:
     return -int(image.get("Created", 0)), str(image["Id"])
 
 
@@ -62,7 +62,7 @@ def merge_images(per_node: Sequence[tuple[str, list[Image]]]) -> list[Image]:
     for node, images in per_node:
         for image in images:
             by_id.setdefault(image["Id"], []).append((node, image))
-    return sorted((_merge_one(copies) for copies in by_id.values()), key=_newest_first)
+    return sorted((_merge_one(copies) for copies in by_id.values()), key=newest_first)
 
 
 def _made_before(created: int, reference: float) -> bool | None:

@@ -14,7 +14,15 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
@@ -30,12 +38,13 @@ from swarmproxy.cluster.image_listing import (
     merge_images,
     merge_prunes,
     merge_system_df,
+    newest_first,
 )
 from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.streams import chunks, lines
 from swarmproxy.cluster.timestamps import parse_timestamp
-from swarmproxy.config import ImagesConfig
-from swarmproxy.errors import Conflict, DockerError, NodeUnavailable, NoNodeAvailable
+from swarmproxy.config import HealthConfig, ImagesConfig
+from swarmproxy.errors import Conflict, DockerError, NodeUnavailable, NoNodeAvailable, node_message
 from swarmproxy.log import log_event
 from swarmproxy.node_client import TRANSPORT_ERRORS
 from swarmproxy.scheduler import Scheduler, SchedulingRequest
@@ -79,10 +88,9 @@ def current_id(record: ImageRecord, node: str) -> str:
     return ""
 
 
-def message_of(body: Any, status: int) -> str:
-    if isinstance(body, dict) and body.get("message"):
-        return str(body["message"])
-    return f"status {status}"
+def _deletions_said(deletions: Sequence[dict[str, Any]]) -> str:
+    """`Untagged: x:1, Deleted: sha256:…`, as the CLI prints a removal's lines."""
+    return ", ".join(f"{kind}: {ref}" for line in deletions for kind, ref in line.items())
 
 
 def _raise_partial(
@@ -96,18 +104,12 @@ def _raise_partial(
         return
     if not refused:
         _, status, body = answers[0]
-        raise DockerError(message_of(body, status), status)
+        raise DockerError(node_message(body, status), status)
     node, status, body = refused[0]
-    message = f"{message_of(body, status)} (on {node.name})"
+    message = f"{node_message(body, status)} (on {node.name})"
     if done:
         message += f"; done on {', '.join(n.name for n in done)}: {what}"
     raise DockerError(message, status)
-
-
-async def _inspect_on(node: Node, ref: str) -> dict[str, Any] | None:
-    """The node's inspect of `ref`, or None when it does not hold it."""
-    status, body = await node.client.json("GET", f"/images/{quoted(ref)}/json")
-    return body if status == 200 and isinstance(body, dict) else None
 
 
 @dataclass
@@ -125,7 +127,7 @@ class NodeOutput:
 
     node: Node
     response: aiohttp.ClientResponse
-    lines: AsyncIterator[bytes]
+    lines: AsyncGenerator[bytes, None]
 
 
 class ImageOperations(abc.ABC):
@@ -133,6 +135,7 @@ class ImageOperations(abc.ABC):
 
     storage: Storage
     scheduler: Scheduler
+    health_config: HealthConfig
     images_config: ImagesConfig
 
     @abc.abstractmethod
@@ -160,12 +163,28 @@ class ImageOperations(abc.ABC):
             raise NoNodeAvailable()
         return nodes
 
+    async def _inspect_on(self, node: Node, ref: str) -> dict[str, Any] | None:
+        """The node's inspect of `ref`, or None when it does not hold it."""
+        status, body = await node.client.json(
+            "GET", f"/images/{quoted(ref)}/json", timeout=self.health_config.node_timeout
+        )
+        return body if status == 200 and isinstance(body, dict) else None
+
     # --- the index ----------------------------------------------------------------
     async def record_image(self, node: Node, ref: str) -> None:
         """Index what `node` now holds under `ref`, as the node itself describes it."""
         try:
-            inspect = await _inspect_on(node, ref)
-        except NodeUnavailable:
+            inspect = await self._inspect_on(node, ref)
+        except NodeUnavailable as e:
+            # The change is made; the index learns it when the image is next looked up.
+            log_event(
+                log,
+                logging.WARNING,
+                "image not indexed",
+                node=node.name,
+                image=ref,
+                error=e.message,
+            )
             return
         if inspect is not None:
             await self._index_inspect(node, inspect)
@@ -196,6 +215,11 @@ class ImageOperations(abc.ABC):
             if deleted:
                 await self.storage.remove_image(str(deleted), str(deleted), node.address)
 
+    async def image_missing_on(self, node: Node, ref: str) -> None:
+        """A node said it has no `ref` although the index sent the call there."""
+        log_event(log, logging.INFO, "image index corrected", node=node.name, image=ref)
+        await self._forget_on(node, ref)
+
     async def _forget_on(self, node: Node, ref: str) -> None:
         """Drop `node` from the index's holders of `ref`."""
         key = index_key(ref)
@@ -204,24 +228,29 @@ class ImageOperations(abc.ABC):
             await self.storage.remove_image(key, current_id(record, node.address), node.address)
 
     async def image_holders(self, ref: str) -> list[Node]:
-        """The ready nodes that hold `ref`, the last one written first; asked of the nodes
-        when the index knows nothing of it."""
-        held = await self._indexed_holders(ref)
+        """The ready nodes where `ref` is the image last written under it (a tag rebuilt
+        on one node names an older image on the others, which a new container must not
+        get); asked of the nodes when the index knows nothing of it."""
+        held = await self._indexed_holders(ref, newest_only=True)
         return held or await self._discover_image(ref)
 
-    async def _indexed_holders(self, ref: str) -> list[Node]:
+    async def _indexed_holders(self, ref: str, newest_only: bool = False) -> list[Node]:
+        """The ready holders the index knows: the last written first, then those holding
+        the same image, then (unless `newest_only`) those holding an older one."""
         key = index_key(ref)
         record = None if key is None else await self.storage.retrieve_image(key)
         if record is None:
             return []
         ready = {n.address: n for n in self.ready_nodes()}
-        ordered = [record.last_node, *sorted(record.nodes - {record.last_node})]
-        return [ready[a] for a in ordered if a in ready]
+        others = sorted(record.nodes - {record.last_node})
+        newest = [a for a in others if current_id(record, a) == record.last_id]
+        older = [] if newest_only else [a for a in others if a not in newest]
+        return [ready[a] for a in [record.last_node, *newest, *older] if a in ready]
 
     async def _discover_image(self, ref: str, exclude: Sequence[Node] = ()) -> list[Node]:
         candidates = [n for n in self.ready_nodes() if n not in exclude]
         found = []
-        for node, result in await self.fan_out(lambda n: _inspect_on(n, ref), candidates):
+        for node, result in await self.fan_out(lambda n: self._inspect_on(n, ref), candidates):
             if isinstance(result, dict):
                 await self._index_inspect(node, result)
                 found.append(node)
@@ -251,12 +280,18 @@ class ImageOperations(abc.ABC):
         has it, a ready node's own 404 is the answer."""
         tried = []
         for node in await self._indexed_holders(ref):
-            async with node.client.request(method, path, headers=headers) as response:
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    request = node.client.request(method, path, headers=headers)
+                    response = await stack.enter_async_context(request)
+                except NodeUnavailable:
+                    tried.append(node)
+                    continue  # another holder may answer
                 if response.status != 404:
                     yield node, response
                     return
             tried.append(node)
-            await self._forget_on(node, ref)
+            await self.image_missing_on(node, ref)
         found = await self._discover_image(ref, exclude=tried)
         target = found[0] if found else self._ready()[0]
         async with target.client.request(method, path, headers=headers) as response:
@@ -280,7 +315,7 @@ class ImageOperations(abc.ABC):
             except TRANSPORT_ERRORS as e:
                 raise node.client.unavailable(e) from e
             if response.status != 200:
-                raise DockerError(message_of(body, response.status), response.status)
+                raise DockerError(node_message(body, response.status), response.status)
             return body
 
     async def save_node(self, refs: Sequence[str]) -> Node:
@@ -314,11 +349,14 @@ class ImageOperations(abc.ABC):
         kept, ambiguous = filter_by_created(images, before=before, since=since)
         by_name = {node.name: node for node, _ in per_node}
         for image in ambiguous:
-            node = by_name[image["Nodes"][0]]
-            created = await self._created(image["Id"], api_version, node)
+            # Listings give whole seconds: an image of the named one's second needs its own.
+            inspect = await self._inspect_on(by_name[image["Nodes"][0]], image["Id"])
+            if inspect is None:
+                continue  # removed in the meantime
+            created = parse_timestamp(str(inspect.get("Created", "")))
             if (before is None or created < before) and (since is None or created > since):
                 kept.append(image)
-        kept.sort(key=lambda i: (-i.get("Created", 0), i.get("Id", "")))
+        kept.sort(key=newest_first)
         return kept
 
     async def _created_filters(
@@ -347,15 +385,8 @@ class ImageOperations(abc.ABC):
             rest.append((key, json.dumps(filters)))
         return rest, times["before"], times["since"]
 
-    async def _created(self, ref: str, api_version: str, node: Node | None = None) -> float:
-        if node is None:
-            inspect = await self.inspect_image(ref, api_version)
-        else:
-            status, inspect = await node.client.json(
-                "GET", node_path(api_version, f"/images/{quoted(ref)}/json")
-            )
-            if status != 200:
-                raise DockerError(message_of(inspect, status), status)
+    async def _created(self, ref: str, api_version: str) -> float:
+        inspect = await self.inspect_image(ref, api_version)
         return parse_timestamp(str(inspect.get("Created", "")))
 
     async def system_df(self, api_version: str = "") -> dict[str, Any]:
@@ -369,7 +400,8 @@ class ImageOperations(abc.ABC):
         """Tag `ref` on every node that holds it; the nodes tagged. A node that refuses or
         cannot answer fails the call with that node named, and says where it was tagged."""
         path = node_path(api_version, f"/images/{quoted(ref)}/tag", [("repo", repo), ("tag", tag)])
-        answers = await self._on_every_node("POST", path)
+        # A tag is instant on a daemon: a node that takes longer is stuck.
+        answers = await self._on_every_node("POST", path, self.health_config.node_timeout)
         tagged = [node for node, status, _ in answers if status == 201]
         new_ref = references.with_tag(repo, tag)
         await asyncio.gather(*(self.record_image(node, new_ref) for node in tagged))
@@ -387,17 +419,18 @@ class ImageOperations(abc.ABC):
         removed = [(node, body or []) for node, status, body in answers if status == 200]
         await asyncio.gather(*(self._forget_deletions(node, lines) for node, lines in removed))
         merged = merge_deletions([(node.name, lines) for node, lines in removed])
-        done = ", ".join(f"{k}: {v}" for line in merged for k, v in line.items())
-        _raise_partial(answers, ok=200, done=[n for n, _ in removed], what=done)
+        _raise_partial(answers, ok=200, done=[n for n, _ in removed], what=_deletions_said(merged))
         return merged
 
-    async def _on_every_node(self, method: str, path: str) -> list[tuple[Node, int, Any]]:
+    async def _on_every_node(
+        self, method: str, path: str, timeout: float | None = None
+    ) -> list[tuple[Node, int, Any]]:
         """Every ready node's status and JSON answer. A node that cannot answer is a 502
         naming it, not an exception: what the other nodes did must still be indexed and
-        reported."""
+        reported. Unbounded by default: removing a large image takes as long as it takes."""
         answers = []
         for node, result in await self.fan_out(
-            lambda n: n.client.json(method, path), self._ready(), timeout=None
+            lambda n: n.client.json(method, path), self._ready(), timeout=timeout
         ):
             if isinstance(result, DockerError):
                 answers.append((node, result.status, {"message": result.message}))
@@ -408,16 +441,24 @@ class ImageOperations(abc.ABC):
         return answers
 
     async def prune_images(self, params: Params = (), api_version: str = "") -> dict[str, Any]:
-        per_node = await self.fan_out_json(
-            "POST", node_path(api_version, "/images/prune", params), timeout=None
-        )
+        """`docker image prune` on every node, merged; a node that fails it is named, and
+        what the others pruned is still indexed and reported."""
+        answers = await self._on_every_node("POST", node_path(api_version, "/images/prune", params))
+        pruned = [(node, body or {}) for node, status, body in answers if status == 200]
         await asyncio.gather(
             *(
                 self._forget_deletions(node, body.get("ImagesDeleted") or [])
-                for node, body in per_node
+                for node, body in pruned
             )
         )
-        return merge_prunes([(node.name, body) for node, body in per_node], "ImagesDeleted")
+        merged = merge_prunes([(node.name, body) for node, body in pruned], "ImagesDeleted")
+        done = ", ".join(
+            f"{k}: {v}" for line in merged["ImagesDeleted"] or [] for k, v in line.items()
+        )
+        _raise_partial(
+            answers, ok=200, done=[n for n, _ in pruned], what=done or "nothing to prune"
+        )
+        return merged
 
     async def prune_build_cache(self, params: Params = (), api_version: str = "") -> dict[str, Any]:
         per_node = await self.fan_out_json(
@@ -564,17 +605,24 @@ class ImageOperations(abc.ABC):
         async with node.client.request(
             "POST", path, headers=headers, data=build.body()
         ) as response:
-            yield NodeOutput(node, response, self._learn_build(node, response))
+            tags = [v for k, v in params if k == "t" and v]
+            yield NodeOutput(node, response, self._learn_build(node, response, tags))
 
     async def _learn_build(
-        self, node: Node, response: aiohttp.ClientResponse
-    ) -> AsyncIterator[bytes]:
-        async for line in lines(chunks(node, response)):
-            if b'"aux"' in line:
-                with contextlib.suppress(ValueError, AttributeError, TypeError):
-                    image_id = json.loads(line)["aux"]["ID"]
-                    await shielded(self.record_image(node, str(image_id)))
-            yield line
+        self, node: Node, response: aiohttp.ClientResponse, tags: Sequence[str]
+    ) -> AsyncGenerator[bytes, None]:
+        """The build's output as the node sends it; the image it made is indexed as soon as
+        the node names it, and its tags once the output ends (the daemon tags after it
+        reports the image)."""
+        async with contextlib.aclosing(lines(chunks(node, response))) as output:
+            async for line in output:
+                if b'"aux"' in line:
+                    with contextlib.suppress(ValueError, AttributeError, TypeError, KeyError):
+                        image_id = json.loads(line)["aux"]["ID"]
+                        await shielded(self.record_image(node, str(image_id)))
+                yield line
+        for tag in tags:
+            await shielded(self.record_image(node, tag))
 
     async def commit_container(
         self,

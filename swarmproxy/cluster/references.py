@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from swarmproxy.errors import BadRequest
+
 DEFAULT_TAG = "latest"
 
 _DEFAULT_DOMAIN = "docker.io"
@@ -29,8 +31,8 @@ _IMAGE_ID = re.compile(r"(?:sha256:)?([a-f0-9]{64})")
 _BARE_ID = re.compile(r"[a-f0-9]{64}")
 
 
-class InvalidReference(ValueError):
-    """A reference the daemon would refuse as malformed."""
+class InvalidReference(BadRequest, ValueError):
+    """A reference the daemon would refuse as malformed: its 400, if it reaches a client."""
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,12 @@ the cluster core."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 
 import aiohttp
 
 from swarmproxy.cluster.node import Node
-from swarmproxy.node_client import TRANSPORT_ERRORS
+from swarmproxy.node_client import TRANSPORT_ERRORS, BodyFailed
 
 CHUNK = 256 * 1024
 
@@ -24,7 +24,7 @@ class Inactive(Exception):
 
 async def chunks(
     node: Node, response: aiohttp.ClientResponse, inactivity: float | None = None
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The body as it arrives. A transport failure is the node's (NodeUnavailable); a node
     silent for `inactivity` seconds raises Inactive."""
     while True:
@@ -40,7 +40,7 @@ async def chunks(
         yield chunk
 
 
-async def lines(source: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+async def lines(source: AsyncIterable[bytes]) -> AsyncGenerator[bytes, None]:
     """Whole lines, each with its newline; no length limit, as a build step may print a long
     one. A last line without a newline is yielded as it is."""
     buffer = bytearray()
@@ -81,7 +81,7 @@ class Tee:
                 if item is None:
                     return
                 if isinstance(item, _Failed):
-                    raise ConnectionError("the upload was cut short")
+                    raise BodyFailed("the upload was cut short")
                 yield item
 
         return read()

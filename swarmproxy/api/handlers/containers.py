@@ -89,11 +89,16 @@ async def create(request: web.Request) -> web.StreamResponse:
     async def learn(status: int, payload: bytes) -> None:
         if status == 201:
             await cluster.container_created(json.loads(payload)["Id"], node, claim)
-        else:
-            await release()
+            return
+        await release()
+        if status == 404 and b"No such image" in payload and isinstance(image, str) and image:
+            # The index sent it where the image is no more: the next try goes elsewhere.
+            await cluster.image_missing_on(node, image)
 
+    config = _config(body)
+    image = config.get("Image")
     try:
-        node = await cluster.schedule(SchedulingRequest(name=name, config=_config(body)))
+        node = await cluster.schedule(SchedulingRequest(name=name, config=config))
     except BaseException:
         await shielded(release())
         raise

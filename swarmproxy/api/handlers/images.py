@@ -184,7 +184,8 @@ async def commit(request: web.Request) -> web.StreamResponse:
 
 
 def on_any_node(path: str) -> Handler:
-    """Answered by any ready node alike (`/images/search`, `/auth`)."""
+    """Answered by any ready node alike (`/images/search`, `/auth`): they ask a registry,
+    and every node asks the same one, so the first ready node serves."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         nodes = cluster_of(request).ready_nodes()
