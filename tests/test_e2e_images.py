@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import functools
 import http.server
-import io
 import json
 import pathlib
 import subprocess
 import tarfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -24,14 +22,12 @@ import pytest
 from swarmproxy.local_nodes import (
     IMAGE,
     DockerNode,
-    ImageParts,
     busybox_image_tar,
     busybox_rootfs_tar,
     cli_env,
-    image_parts,
-    image_tar,
     run_docker,
 )
+from tests.rig.images import unique_image, unique_parts
 from tests.rig.proxy import Proxy
 from tests.rig.registry import Registry
 
@@ -45,23 +41,6 @@ def image_id(node: DockerNode, ref: str) -> str | None:
 
 def holders(nodes: list[DockerNode], ref: str) -> list[str]:
     return [n.name for n in nodes if image_id(n, ref) is not None]
-
-
-def unique_parts() -> ImageParts:
-    """A small image of its own: an ID no node holds yet."""
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w") as tar:
-        data = uuid.uuid4().hex.encode()
-        info = tarfile.TarInfo("marker")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return image_parts(layer.getvalue(), cmd=("/bin/cat", "/marker"))
-
-
-def unique_image(tag: str) -> tuple[bytes, str]:
-    """A unique image in `docker save` format, and its ID."""
-    parts = unique_parts()
-    return image_tar(parts, [tag]), parts.id
 
 
 def clear_images(proxy: Proxy, nodes: list[DockerNode]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -14,23 +13,13 @@ import pytest
 from swarmproxy.cluster import Cluster, Node
 from swarmproxy.config import HealthConfig
 from swarmproxy.errors import DockerError
-from swarmproxy.local_nodes import IMAGE, DockerNode, busybox_rootfs_tar, image_parts, image_tar
+from swarmproxy.local_nodes import IMAGE, DockerNode, busybox_rootfs_tar
 from swarmproxy.scheduler import make_scheduler
 from swarmproxy.storage import MemoryStorage
+from tests.rig.images import unique_image, unique_parts
 from tests.rig.registry import Registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-
-
-def marker_parts() -> tuple[bytes, str]:
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w") as tar:
-        data = uuid.uuid4().hex.encode()
-        info = tarfile.TarInfo("marker")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    parts = image_parts(layer.getvalue())
-    return layer.getvalue(), parts.id
 
 
 async def stream(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
@@ -72,8 +61,7 @@ async def library(nodes: list[DockerNode]) -> AsyncIterator[Cluster]:
 
 
 async def test_load_tag_inspect_and_remove_keep_the_index_true(library: Cluster) -> None:
-    layer, expected = marker_parts()
-    tar = image_tar(image_parts(layer), ["lib:v1"])
+    tar, expected = unique_image("lib:v1")
     messages = await drain(library.load_image(stream(tar)))
     assert {m["id"] for m in messages} == {"node-1", "node-2", "node-3"}
     everywhere = {n.address for n in library.nodes}
@@ -108,8 +96,9 @@ async def test_load_tag_inspect_and_remove_keep_the_index_true(library: Cluster)
 async def test_pull_records_the_digest_and_push_goes_out(
     library: Cluster, registry: Registry
 ) -> None:
-    layer, expected = marker_parts()
-    digest = registry.add_image("lib/pulled", "v1", image_parts(layer))
+    parts = unique_parts()
+    expected = parts.id
+    digest = registry.add_image("lib/pulled", "v1", parts)
     image = f"{registry.address}/lib/pulled"
     messages = await drain(library.pull_image(image, "v1", nodes=library.nodes[:2]))
     assert any(str(m.get("status", "")).startswith("Status: Downloaded") for m in messages)

@@ -7,8 +7,8 @@ handler asks for the answer's bytes to learn from them (an ID to index).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -103,3 +103,29 @@ async def relay(
                 await out.write(chunk)
     await out.write_eof()
     return out
+
+
+class MergedStream(Protocol):
+    """A stream the cluster merges from several nodes: started (which may fail before
+    anything is sent), read in JSON lines, closed."""
+
+    async def start(self) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def close(self) -> None: ...
+
+
+async def stream_merged(request: web.Request, stream: MergedStream) -> web.StreamResponse:
+    """Answer with a merged stream: an error before it starts is the daemon's kind of error
+    answer; after, lines go out as they come."""
+    try:
+        await stream.start()
+        out = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await out.prepare(request)
+        async for line in stream:
+            await out.write(line)
+        await out.write_eof()
+        return out
+    finally:
+        await stream.close()

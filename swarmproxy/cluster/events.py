@@ -14,7 +14,7 @@ import aiohttp
 
 from swarmproxy.cluster.core import Cluster
 from swarmproxy.cluster.node import Node
-from swarmproxy.errors import DockerError, NodeUnavailable, NoNodeAvailable
+from swarmproxy.errors import DockerError, NodeUnavailable, NoNodeAvailable, node_message
 from swarmproxy.node_client import TRANSPORT_ERRORS
 
 
@@ -50,12 +50,12 @@ class MergedEvents:
         self._stack = contextlib.AsyncExitStack()
         self._streams: list[tuple[Node, aiohttp.ClientResponse]] = []
 
-    async def open(self) -> None:
+    async def start(self) -> None:
         async def connect(node: Node) -> aiohttp.ClientResponse:
             response = await self._stack.enter_async_context(node.client.request("GET", self.path))
             if response.status != 200:
                 body = await response.json(content_type=None)
-                raise DockerError(body.get("message", "events failed"), response.status)
+                raise DockerError(node_message(body, response.status), response.status)
             return response
 
         failures: list[BaseException] = []

@@ -7,9 +7,14 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from swarmproxy.api.context import Handler, cluster_of, json_response
-from swarmproxy.api.forward import forward, relay, upstream_headers, upstream_path
+from swarmproxy.api.forward import (
+    forward,
+    relay,
+    stream_merged,
+    upstream_headers,
+    upstream_path,
+)
 from swarmproxy.cluster import Node
-from swarmproxy.cluster.broadcast import Broadcast
 from swarmproxy.cluster.images import quoted
 from swarmproxy.cluster.streams import CHUNK
 from swarmproxy.errors import BadRequest, NoNodeAvailable
@@ -44,19 +49,6 @@ def _target_nodes(request: web.Request) -> Sequence[Node] | None:
     return nodes
 
 
-async def _stream(request: web.Request, broadcast: Broadcast) -> web.StreamResponse:
-    try:
-        await broadcast.start()
-        out = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await out.prepare(request)
-        async for line in broadcast:
-            await out.write(line)
-        await out.write_eof()
-        return out
-    finally:
-        await broadcast.close()
-
-
 async def create(request: web.Request) -> web.StreamResponse:
     """`POST /images/create`: a pull (`fromImage`) or an import (`fromSrc`)."""
     cluster = cluster_of(request)
@@ -78,7 +70,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             params=_params(request, "fromImage", "tag"),
             api_version=_version(request),
         )
-    return await _stream(request, broadcast)
+    return await stream_merged(request, broadcast)
 
 
 async def load(request: web.Request) -> web.StreamResponse:
@@ -88,7 +80,7 @@ async def load(request: web.Request) -> web.StreamResponse:
         params=_params(request),
         api_version=_version(request),
     )
-    return await _stream(request, broadcast)
+    return await stream_merged(request, broadcast)
 
 
 async def list_images(request: web.Request) -> web.Response:

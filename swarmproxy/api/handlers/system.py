@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from swarmproxy.api.context import CONFIG, cluster_of, json_response
-from swarmproxy.api.forward import upstream_path
+from swarmproxy.api.forward import stream_merged, upstream_path
 from swarmproxy.cluster.events import MergedEvents
 from swarmproxy.cluster.info import cluster_info, cluster_version
 from swarmproxy.errors import NoNodeAvailable
@@ -44,13 +44,4 @@ async def info(request: web.Request) -> web.Response:
 
 async def events(request: web.Request) -> web.StreamResponse:
     stream = MergedEvents(cluster_of(request), upstream_path(request, "/events"))
-    try:
-        await stream.open()
-        out = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await out.prepare(request)
-        async for line in stream:
-            await out.write(line)
-        await out.write_eof()
-        return out
-    finally:
-        await stream.close()
+    return await stream_merged(request, stream)
