@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -87,6 +87,8 @@ class Cluster(ImageOperations):
         self.health_config = health or HealthConfig()
         self.images_config = images or ImagesConfig()
         self._tasks: list[asyncio.Task[None]] = []
+        # Per container being renamed: its lock, and how many renames hold or await it.
+        self._renames: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @classmethod
     def from_config(cls, config: Config) -> Cluster:
@@ -405,18 +407,33 @@ class Cluster(ImageOperations):
             name=claim.name if claim else "",
         )
 
-    async def container_renamed(
-        self, container_id: str, node: Node, old_name: str, claim: NameClaim
-    ) -> None:
+    @contextlib.asynccontextmanager
+    async def renaming(self, container_id: str) -> AsyncIterator[None]:
+        """Renames of one container go to its node one at a time (in this process), so that
+        each one's answer is learned against the name the one before it left."""
+        lock, users = self._renames.get(container_id, (asyncio.Lock(), 0))
+        self._renames[container_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._renames[container_id]
+            if users == 1:
+                del self._renames[container_id]
+            else:
+                self._renames[container_id] = (lock, users - 1)
+
+    async def container_renamed(self, container_id: str, node: Node, claim: NameClaim) -> None:
         """After a node's 204: what the node now calls the container decides, since two
-        renames of one container may have raced."""
+        renames of one container may have raced (through two proxies)."""
         actual = await self._daemon_name(node, container_id)
-        if actual == claim.name:
-            await self.storage.assign_name(claim.name, container_id, claim.token)
-            if old_name and old_name != claim.name:
-                await self.storage.release_name(old_name, container_id)
-        else:
+        if actual != claim.name:
             await self.release_claim(claim)
+            return
+        record = await self.storage.retrieve_container(container_id)
+        await self.storage.assign_name(claim.name, container_id, claim.token)
+        if record is not None and record.name and record.name != claim.name:
+            await self.storage.release_name(record.name, container_id)
 
     async def _daemon_name(self, node: Node, container_id: str) -> str:
         return (await node.client.inspect_field(container_id, "Name")).removeprefix("/")

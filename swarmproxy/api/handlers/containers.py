@@ -161,18 +161,19 @@ async def rename(request: web.Request) -> web.StreamResponse:
         # The node gives the daemon's own answer to an empty or unchanged name.
         return await forward(request, target.node, target.path)
     _check_name(new_name)
-    claim = await cluster.claim_name(new_name)
+    async with cluster.renaming(target.id):
+        claim = await cluster.claim_name(new_name)
 
-    async def release() -> None:
-        await cluster.release_claim(claim)
+        async def release() -> None:
+            await cluster.release_claim(claim)
 
-    async def learn(status: int, payload: bytes) -> None:
-        if status == 204:
-            await cluster.container_renamed(target.id, target.node, target.name, claim)
-        else:
-            await release()
+        async def learn(status: int, payload: bytes) -> None:
+            if status == 204:
+                await cluster.container_renamed(target.id, target.node, claim)
+            else:
+                await release()
 
-    return await _exchange(request, target.node, target.path, learn, on_error=release)
+        return await _exchange(request, target.node, target.path, learn, on_error=release)
 
 
 async def exec_create(request: web.Request) -> web.StreamResponse:
