@@ -5,6 +5,8 @@ The HTTP front turns each into the daemon's error body, `{"message": ...}`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class DockerError(Exception):
     status = 500
@@ -18,6 +20,15 @@ class DockerError(Exception):
 
 class BadRequest(DockerError):
     status = 400
+
+
+def naming_nodes(said: Sequence[tuple[str, str]]) -> str:
+    """(node, message) pairs as one message, each distinct message naming its nodes:
+    `refused (on node-1, node-3); reset (on node-2)`."""
+    by_message: dict[str, list[str]] = {}
+    for node, message in said:
+        by_message.setdefault(message, []).append(node)
+    return "; ".join(f"{message} (on {', '.join(nodes)})" for message, nodes in by_message.items())
 
 
 def node_message(body: object, status: int) -> str:
@@ -61,6 +72,16 @@ class NodeUnavailable(DockerError):
 
     def __init__(self, node_name: str, address: str, reason: str) -> None:
         super().__init__(f"node {node_name} ({address}) is unavailable: {reason}")
+        self.node_name = node_name
+
+
+class NodeDisabled(DockerError):
+    """A node known to be down: answered at once, without calling it."""
+
+    status = 503
+
+    def __init__(self, node_name: str, address: str, health: str) -> None:
+        super().__init__(f"node {node_name} ({address}) is {health}")
         self.node_name = node_name
 
 

@@ -262,11 +262,36 @@ async def test_plain_output_and_long_lines_pass_through() -> None:
 
     async with simulated_nodes(handler) as nodes:
         got = await run(Broadcast(nodes, "POST", PULL, inactivity=5))
+    # Plain output is labelled as a status line, then said once more, plainly, at the end.
     assert got == [
-        {"stream": "plain text\n", "id": "node-1"},
-        {**long, "id": "node-1"},
+        {"status": "plain text", "id": "node-1"},
+        {"status": long["stream"], "id": "node-1"},
         {"status": "last, no newline", "id": "node-1"},
+        {"stream": "plain text\n"},
+        long,
     ]
+
+
+async def test_output_every_node_gave_alike_is_said_once_plainly() -> None:
+    """SIMULATED nodes that load one image: each says so, labelled; what all of them said
+    (and only that) comes once more without a node, as one daemon would say it."""
+
+    def loading(*said: str) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            response = await streamed(request)
+            for text in said:
+                await response.write(line({"stream": text}))
+            await response.write_eof()
+            return response
+
+        return handler
+
+    common, own = "Loaded image: x:1\n", "The image x:1 already exists, renaming the old one\n"
+    async with simulated_nodes(loading(own, common), loading(common)) as nodes:
+        got = await run(Broadcast(nodes, "POST", "/images/load", inactivity=5))
+    plain = [m for m in got if "id" not in m]
+    assert plain == [{"stream": common}]
+    assert {m["id"] for m in got if "id" in m} == {"node-1", "node-2"}
 
 
 # --- simulated nodes: failures ---------------------------------------------------------------

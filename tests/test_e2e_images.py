@@ -7,7 +7,9 @@ loopback, and an image can reach the nodes by load, import, build and commit.
 from __future__ import annotations
 
 import functools
+import http.client
 import http.server
+import io
 import json
 import pathlib
 import subprocess
@@ -86,7 +88,8 @@ def test_load_puts_the_image_on_every_node_and_lists_it_once(
     nodes[0].docker("rmi", "loaded:v1")
 
     result = images.docker("load", "-i", str(saved))
-    assert result.stdout.count("Loaded image: loaded:v1") == 3
+    # Once as one daemon says it, and once per node, labelled.
+    assert result.stdout.splitlines().count("Loaded image: loaded:v1") == 1
     for node in nodes:
         assert f"{node.name}: Loaded image: loaded:v1" in result.stdout
         assert image_id(node, "loaded:v1") == expected_id
@@ -445,3 +448,36 @@ def test_a_tag_rebuilt_on_another_node_runs_its_newest_image(
     assert len(holders(nodes, "rebuilt")) == 2
     for _ in range(4):
         assert images.docker("run", "--rm", "rebuilt").stdout == "two\n"
+
+
+def test_bad_image_input_gets_the_daemons_answers(images: Proxy, nodes: list[DockerNode]) -> None:
+    direct = http.client.HTTPConnection("127.0.0.1", nodes[0].port, timeout=30)
+
+    def node_says(method: str, path: str) -> tuple[int, object]:
+        direct.request(method, path)
+        response = direct.getresponse()
+        return response.status, json.loads(response.read())
+
+    for method, path in (
+        ("POST", "/images/busybox/tag?repo=bad%20name"),
+        ("POST", "/images/nosuch/tag?repo=x"),
+        ("DELETE", "/images/nosuch"),
+        ("GET", "/images/nosuch/json"),
+        ("GET", "/images/json?filters=garbage"),
+    ):
+        assert images.json(method, path) == node_says(method, path), path
+    direct.close()
+
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        data = b"FROM busybox\n" + b"#" * (2 << 20)
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    for _ in range(3):
+        status, _, body = images.request(
+            "POST", "/build?t=BAD%20TAG", context.getvalue(), {"Content-Type": "application/x-tar"}
+        )
+        assert status == 500
+        assert json.loads(body)["message"].startswith("invalid reference format")
+    assert "└ Status: ready for retry" not in images.docker("info").stdout

@@ -63,7 +63,8 @@ async def library(nodes: list[DockerNode]) -> AsyncIterator[Cluster]:
 async def test_load_tag_inspect_and_remove_keep_the_index_true(library: Cluster) -> None:
     tar, expected = unique_image("lib:v1")
     messages = await drain(library.load_image(stream(tar)))
-    assert {m["id"] for m in messages} == {"node-1", "node-2", "node-3"}
+    assert {m["id"] for m in messages if "id" in m} == {"node-1", "node-2", "node-3"}
+    assert [m for m in messages if "id" not in m] == [{"stream": "Loaded image: lib:v1\n"}]
     everywhere = {n.address for n in library.nodes}
 
     record = await library.storage.retrieve_image("lib:v1")

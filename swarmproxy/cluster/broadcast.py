@@ -20,7 +20,7 @@ import aiohttp
 
 from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.streams import Inactive, Tee, chunks, lines
-from swarmproxy.errors import DockerError, NodeUnavailable, node_message
+from swarmproxy.errors import DockerError, NodeUnavailable, naming_nodes, node_message
 from swarmproxy.log import log_event
 from swarmproxy.tasks import shielded
 
@@ -33,9 +33,23 @@ NEWLINE = b"\r\n"  # what the daemon's stream formatter ends each message with
 
 def labelled(node: str, message: dict[str, Any]) -> dict[str, Any]:
     """The message with its node in `id`, the field the docker CLI shows first on the line
-    and by which it groups progress bars (so the same layer on two nodes gets two bars)."""
+    and by which it groups progress bars (so the same layer on two nodes gets two bars).
+    A node's plain output (`stream`, as in `Loaded image: x:1`) becomes a status line: what
+    every node said alike is said once more, unlabelled, at the end (`common_output`), so
+    a client that reads the output (docker-py's load, a script) finds it once."""
     ident = message.get("id")
+    if "stream" in message:
+        text = str(message["stream"]).rstrip("\n")
+        message = {k: v for k, v in message.items() if k != "stream"} | {"status": text}
     return {**message, "id": f"{node}: {ident}" if ident else node}
+
+
+def common_output(results: Sequence[NodeResult]) -> list[str]:
+    """The plain output every successful node gave, in the first one's order."""
+    said = [r.said for r in results if r.succeeded]
+    if not said:
+        return []
+    return [text for text in said[0] if all(text in other for other in said[1:])]
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -69,6 +83,8 @@ class NodeResult:
     error: str = ""
     # The messages the broadcast was asked to keep, for learning what the nodes did.
     kept: list[dict[str, Any]] = field(default_factory=list)
+    # The node's plain output (`stream` messages), in order.
+    said: list[str] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -78,10 +94,7 @@ class NodeResult:
 def merged_error(results: Sequence[NodeResult]) -> DockerError:
     """One error for the nodes that all failed, naming them, with the daemon's status when
     they agree on one."""
-    by_message: dict[str, list[str]] = {}
-    for result in results:
-        by_message.setdefault(result.error, []).append(result.node.name)
-    message = "; ".join(f"{error} (on {', '.join(names)})" for error, names in by_message.items())
+    message = naming_nodes([(r.node.name, r.error) for r in results])
     # A node that never answered failed as a node does (502); one that failed after its
     # 200 reported the daemon's error mid-stream (500).
     statuses = {r.status if r.status >= 400 else 502 if r.status == 0 else 500 for r in results}
@@ -160,7 +173,11 @@ class Broadcast:
             if progress:
                 self._room.release()
             yield line
-        if not self.succeeded and not self._closed:
+        if self._closed:
+            return
+        for text in common_output(self.results):
+            yield encode({"stream": text})
+        if not self.succeeded:
             error = merged_error(self.results).message
             yield encode({"errorDetail": {"message": error}, "error": error})
 
@@ -264,5 +281,7 @@ class Broadcast:
                     return
                 if self._keep(message):
                     result.kept.append(message)
+                if "stream" in message:
+                    result.said.append(str(message["stream"]))
                 await self._room.acquire()
                 self._queue.put_nowait((encode(labelled(node.name, message)), True))

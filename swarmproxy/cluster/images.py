@@ -44,7 +44,14 @@ from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.streams import chunks, lines
 from swarmproxy.cluster.timestamps import parse_timestamp
 from swarmproxy.config import HealthConfig, ImagesConfig
-from swarmproxy.errors import Conflict, DockerError, NodeUnavailable, NoNodeAvailable, node_message
+from swarmproxy.errors import (
+    Conflict,
+    DockerError,
+    NodeUnavailable,
+    NoNodeAvailable,
+    naming_nodes,
+    node_message,
+)
 from swarmproxy.log import log_event
 from swarmproxy.node_client import TRANSPORT_ERRORS
 from swarmproxy.scheduler import Scheduler, SchedulingRequest
@@ -97,19 +104,22 @@ def _raise_partial(
     answers: Sequence[tuple[Node, int, Any]], *, ok: int, done: Sequence[Node], what: str
 ) -> None:
     """Fail a change made on every node unless no node refused it: with a 404 when no node
-    holds the image, else with the first refusal, its node named, and what the nodes that
-    did it did, so nothing half-done goes unreported."""
+    holds the image, else with every refusal, its node named (the status of the first),
+    and what the nodes that did it did, so nothing half-done goes unreported."""
     refused = [(n, s, b) for n, s, b in answers if s not in (ok, 404)]
     if done and not refused:
         return
     if not refused:
         _, status, body = answers[0]
         raise DockerError(node_message(body, status), status)
-    node, status, body = refused[0]
-    message = f"{node_message(body, status)} (on {node.name})"
+    said = [(n.name, node_message(b, s)) for n, s, b in refused]
+    if len(refused) == len(answers) and len({m for _, m in said}) == 1:
+        # Every node refused it alike (a bad name, say): the daemon's own answer.
+        raise DockerError(said[0][1], refused[0][1])
+    message = naming_nodes(said)
     if done:
         message += f"; done on {', '.join(n.name for n in done)}: {what}"
-    raise DockerError(message, status)
+    raise DockerError(message, refused[0][1])
 
 
 @dataclass
@@ -403,7 +413,8 @@ class ImageOperations(abc.ABC):
         # A tag is instant on a daemon: a node that takes longer is stuck.
         answers = await self._on_every_node("POST", path, self.health_config.node_timeout)
         tagged = [node for node, status, _ in answers if status == 201]
-        new_ref = references.with_tag(repo, tag)
+        # Known good once a node took it; before, the nodes' own refusal is the answer.
+        new_ref = references.with_tag(repo, tag) if tagged else ""
         await asyncio.gather(*(self.record_image(node, new_ref) for node in tagged))
         _raise_partial(answers, ok=201, done=tagged, what=f"tagged {new_ref}")
         return tagged
@@ -501,10 +512,10 @@ class ImageOperations(abc.ABC):
         """Pull on every ready node (or on `nodes`) at once; `start()` it, then read its
         merged progress. Each node that succeeds is indexed as holding the image."""
         query = [("fromImage", image), *([("tag", tag)] if tag else []), *params]
-        ref = references.with_tag(image, tag)
 
         async def learn(result: NodeResult) -> None:
-            await self.record_image(result.node, ref)
+            # A node pulled it, so the reference is one the daemon reads.
+            await self.record_image(result.node, references.with_tag(image, tag))
 
         return self._broadcast(
             nodes,
@@ -574,7 +585,10 @@ class ImageOperations(abc.ABC):
         api_version: str = "",
     ) -> AsyncIterator[tuple[Node, aiohttp.ClientResponse]]:
         """Push from a node that holds the image; the node's progress as it answers."""
-        ref = references.with_tag(name, tag)
+        try:
+            ref = references.with_tag(name, tag)
+        except references.InvalidReference:
+            ref = name  # no node holds it: the node asked answers the daemon's own error
         query = [*([("tag", tag)] if tag else []), *params]
         path = node_path(api_version, f"/images/{quoted(name)}/push", query)
         # The daemon refuses a push with no credentials header; empty ones are "{}".
@@ -595,6 +609,14 @@ class ImageOperations(abc.ABC):
         """Build on the node the scheduler picks, preferring one that holds every `FROM`
         image the Dockerfile names (when the context shows it); the image it makes is
         indexed on that node as soon as the node reports it."""
+        for key, value in params:
+            if key == "t" and value:
+                try:
+                    references.normalize(value)
+                except references.InvalidReference as e:
+                    # Said before the context is sent: a daemon that refuses a tag answers
+                    # before it reads the context, and the upload would break on its close.
+                    raise DockerError(e.message, 500) from None
         build = BuildContext(context, dict(params).get("dockerfile") or "Dockerfile")
         bases = await build.base_images()
         candidates = self._ready()
