@@ -1,6 +1,8 @@
 """Configuration: a TOML file, overridden by SWARMPROXY_<SECTION>_<KEY> variables, then flags.
 
-Every error names the key it is about, so `swarmproxy` can report it on one line.
+A table inside a section is SWARMPROXY_<SECTION>_<TABLE>_<KEY>: SWARMPROXY_SERVER_TLS_CERT is
+`cert` in [server.tls]. Every error names the key it is about, so `swarmproxy` can report it
+on one line.
 """
 
 from __future__ import annotations
@@ -15,6 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from swarmproxy.tls import (
+    NODE_SETTINGS,
+    SERVER_SETTINGS,
+    NodeTLS,
+    ServerTLS,
+    TLSError,
+    node_tls,
+    server_tls,
+)
 
 ENV_PREFIX = "SWARMPROXY_"
 DEFAULT_LISTEN = "tcp://127.0.0.1:2375"
@@ -33,6 +45,8 @@ class NodeConfig:
     address: str
     name: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    # Only for tcp:// nodes; None is plain HTTP.
+    tls: NodeTLS | None = None
 
 
 @dataclass
@@ -40,6 +54,8 @@ class ServerConfig:
     listen: list[str] = field(default_factory=lambda: [DEFAULT_LISTEN])
     # The name `docker info` shows for the whole cluster.
     name: str = field(default_factory=socket.gethostname)
+    # [server.tls]: applies to every tcp:// listener; unix sockets stay plain.
+    tls: ServerTLS | None = None
 
 
 @dataclass
@@ -113,7 +129,9 @@ _CHOICES = {
 }
 # A host name, an IPv4 address or a bracketed IPv6 address, and a port; or a socket path.
 _ADDRESS = re.compile(r"tcp://([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}|unix:///[^\x00\n]+")
-_NODE_KEYS = {"address", "name", "labels"}
+_NODE_KEYS = {"address", "name", "labels", *NODE_SETTINGS}
+# Tables inside a section, and their keys (set from the environment one key at a time).
+_TABLES = {("server", "tls"): SERVER_SETTINGS}
 
 
 def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -166,6 +184,8 @@ def default_node_name(address: str) -> str:
 
 def _value(section: str, key: str, value: Any) -> Any:
     name = f"{section}.{key}"
+    if (section, key) == ("server", "tls"):
+        return _listener_tls(value)
     if (section, key) in _LIST_KEYS:
         if isinstance(value, str):
             value = [value]
@@ -219,7 +239,29 @@ def _node(item: Any, key: str) -> NodeConfig:
         isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
     ):
         raise ConfigError(f"{key}.labels", "must be a table of strings")
-    return NodeConfig(address=address, name=name, labels=dict(labels))
+    return NodeConfig(address=address, name=name, labels=dict(labels), tls=_tls_of_node(item, key))
+
+
+def _tls_of_node(item: Mapping[str, Any], key: str) -> NodeTLS | None:
+    settings = {k: v for k, v in item.items() if k in NODE_SETTINGS}
+    address = item["address"]
+    if settings and address.startswith("unix://"):
+        raise ConfigError(
+            f"{key}.{next(iter(settings))}", f"TLS is for tcp:// nodes, not {address}"
+        )
+    try:
+        return node_tls(settings)
+    except TLSError as e:
+        raise ConfigError(f"{key}.{e.setting}", e.problem) from e
+
+
+def _listener_tls(value: Any) -> ServerTLS:
+    if not isinstance(value, Mapping):
+        raise ConfigError("server.tls", "must be a table with cert and key")
+    try:
+        return server_tls(value)
+    except TLSError as e:
+        raise ConfigError(f"server.tls.{e.setting}", e.problem) from e
 
 
 def _check_address(key: str, address: str) -> None:
@@ -253,12 +295,24 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
             ]
             continue
         section, _, key = rest.partition("_")
-        if section not in _SECTIONS or key not in _SECTIONS[section].__dataclass_fields__:
+        inner, _, inner_key = key.partition("_")
+        if inner_key in _TABLES.get((section, inner), ()):
+            _table(_table(raw, section, section), inner, f"{section}.{inner}")[inner_key] = text
+            continue
+        if (
+            section not in _SECTIONS
+            or key not in _SECTIONS[section].__dataclass_fields__
+            or (section, key) in _TABLES
+        ):
             raise ConfigError(var, "unknown setting")
-        table = raw.setdefault(section, {})
-        if not isinstance(table, dict):
-            raise ConfigError(section, "must be a table")
-        table[key] = _env_value(section, key, text)
+        _table(raw, section, section)[key] = _env_value(section, key, text)
+
+
+def _table(parent: dict[str, Any], key: str, name: str) -> dict[str, Any]:
+    table = parent.setdefault(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(name, "must be a table")
+    return table
 
 
 def _env_value(section: str, key: str, text: str) -> Any:

@@ -1,8 +1,9 @@
 """Local ``dockerd`` nodes, for `swarmproxy dev-cluster` and the end-to-end tests.
 
 Every node is a private dockerd (with its own containerd) living under a short
-directory in /tmp, listening on a unix socket and on 127.0.0.1:PORT, and holding
-an offline-built ``busybox:latest`` image.  All daemons on this host share
+directory in /tmp, listening on a unix socket and on 127.0.0.1:PORT (with
+``DaemonTLS``: TLS that requires a client certificate), and holding an
+offline-built ``busybox:latest`` image.  All daemons on this host share
 /etc/docker/key.json and so report the same ID and Name: a node is identified by
 its address and by the name the rig gives it (node-1, node-2, ...).
 """
@@ -24,6 +25,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tarfile
 import tempfile
@@ -34,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 __all__ = [
+    "DaemonTLS",
     "DockerCommandError",
     "DockerNode",
     "DockerdStartError",
@@ -93,6 +96,32 @@ class DockerCommandError(subprocess.CalledProcessError):
 
 class DockerdStartError(RuntimeError):
     """A dockerd did not come up; the message carries the tail of its log."""
+
+
+@dataclass(frozen=True)
+class DaemonTLS:
+    """PEM files for a dockerd serving its TCP address with ``--tlsverify``: its own
+    certificate, and the CA its clients' certificates must come from."""
+
+    ca: pathlib.Path
+    cert: pathlib.Path
+    key: pathlib.Path
+    # A client certificate from `ca`: the rig's own readiness pings need one.
+    client_cert: pathlib.Path
+    client_key: pathlib.Path
+
+    def dockerd_flags(self) -> list[str]:
+        return [
+            "--tlsverify",
+            f"--tlscacert={self.ca}",
+            f"--tlscert={self.cert}",
+            f"--tlskey={self.key}",
+        ]
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(self.client_cert, self.client_key)
+        return context
 
 
 class _PortInUse(DockerdStartError):
@@ -165,10 +194,12 @@ class DockerNode:
         port: int,
         bridge: str | None = None,
         remove_parent: pathlib.Path | None = None,
+        tls: DaemonTLS | None = None,
     ) -> None:
         self.name = name
         self.workdir = workdir
         self.port = port
+        self.tls = tls
         self.tcp_address = f"tcp://127.0.0.1:{port}"
         self.socket_path = workdir / "d.sock"
         self.unix_address = f"unix://{self.socket_path}"
@@ -258,6 +289,7 @@ class DockerNode:
             f"--bridge={self._bridge or 'none'}",
             "--storage-driver=vfs",
             "--shutdown-timeout=1",
+            *(self.tls.dockerd_flags() if self.tls else []),
         ]
         with self.log_path.open("ab") as logf:
             # A new session keeps a Ctrl-C aimed at pytest from hitting the
@@ -275,7 +307,13 @@ class DockerNode:
         log.info("%s: started dockerd pid %d on %s", self.name, self.pid, self.tcp_address)
 
     def _ping(self) -> bool:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        conn = (
+            http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            if self.tls is None
+            else http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=2, context=self.tls.client_context()
+            )
+        )
         try:
             conn.request("GET", "/_ping")
             return conn.getresponse().status == 200
@@ -573,9 +611,13 @@ def _unmount_under(path: pathlib.Path) -> None:
 
 
 def start_nodes(
-    count: int, base: pathlib.Path | None = None, bridge: str | None = None
+    count: int,
+    base: pathlib.Path | None = None,
+    bridge: str | None = None,
+    tls: DaemonTLS | None = None,
 ) -> list[DockerNode]:
-    """Start ``count`` dockerds concurrently, each with ``busybox:latest`` loaded."""
+    """Start ``count`` dockerds concurrently, each with ``busybox:latest`` loaded (and, with
+    `tls`, their TCP address behind TLS; their unix sockets stay plain)."""
     if count < 1:
         raise ValueError("count must be >= 1")
     remove_parent: pathlib.Path | None = None
@@ -599,7 +641,12 @@ def start_nodes(
     def boot(index: int, port: int) -> DockerNode:
         for attempt in range(_START_ATTEMPTS):
             node = DockerNode(
-                f"node-{index}", base / f"n{index}", port, bridge, remove_parent=remove_parent
+                f"node-{index}",
+                base / f"n{index}",
+                port,
+                bridge,
+                remove_parent=remove_parent,
+                tls=tls,
             )
             with started_lock:
                 started.append(node)

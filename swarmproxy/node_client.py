@@ -1,12 +1,14 @@
 """The connection to one node: a pooled aiohttp session shared by aiodocker and raw forwarding.
 
 Every transport failure leaves here as NodeUnavailable naming the node, and is counted on
-the node's health; an answer from the daemon, whatever its status, is a success.
+the node's health; an answer from the daemon, whatever its status, is a success. A tcp://
+node with TLS is spoken to over https, and its hijacked streams over TLS too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +20,7 @@ from yarl import URL
 
 from swarmproxy.cluster.health import NodeHealth
 from swarmproxy.errors import NodeUnavailable
+from swarmproxy.tls import NodeTLS, open_tls_connection
 
 # Transport failures: the node, not the request, is at fault.
 TRANSPORT_ERRORS = (
@@ -40,11 +43,16 @@ class BodyFailed(Exception):
 
 
 class NodeClient:
-    def __init__(self, name: str, address: str, health: NodeHealth) -> None:
+    def __init__(
+        self, name: str, address: str, health: NodeHealth, tls: NodeTLS | None = None
+    ) -> None:
         self.name = name
         self.address = address
         self.health = health
+        self.ssl_context: ssl.SSLContext | None = None
         if address.startswith("unix://"):
+            if tls is not None:
+                raise ValueError(f"node {name}: TLS is for tcp:// nodes, not {address}")
             self.socket_path: str | None = address[len("unix://") :]
             self.host, self.port = "localhost", 0
             connector: aiohttp.BaseConnector = aiohttp.UnixConnector(
@@ -56,9 +64,17 @@ class NodeClient:
             parts = urlsplit(address)
             self.socket_path = None
             self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 2375
-            connector = aiohttp.TCPConnector(limit=POOL_LIMIT, keepalive_timeout=KEEPALIVE_SECONDS)
+            if tls is not None:
+                self.ssl_context = tls.client_context()
+            connector = aiohttp.TCPConnector(
+                limit=POOL_LIMIT,
+                keepalive_timeout=KEEPALIVE_SECONDS,
+                # True is aiohttp's default; it only matters for https URLs.
+                ssl=self.ssl_context or True,
+            )
             host = f"[{self.host}]" if ":" in self.host else self.host
-            self.base_url = f"http://{host}:{self.port}"
+            scheme = "http" if self.ssl_context is None else "https"
+            self.base_url = f"{scheme}://{host}:{self.port}"
         self.session = aiohttp.ClientSession(
             connector=connector,
             # Bodies are relayed byte for byte: never decompress, never add headers.
@@ -128,6 +144,12 @@ class NodeClient:
             if self.socket_path is not None:
                 return await asyncio.wait_for(
                     asyncio.open_unix_connection(self.socket_path), CONNECT_TIMEOUT
+                )
+            if self.ssl_context is not None:
+                # Not asyncio's TLS: it cannot pass on the client's half-close (stdin EOF).
+                return await asyncio.wait_for(
+                    open_tls_connection(self.host, self.port, self.ssl_context),
+                    CONNECT_TIMEOUT,
                 )
             return await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port), CONNECT_TIMEOUT

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from swarmproxy.config import (
     load,
     parse_node,
 )
+from tests.rig.certs import Authority, Issued
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.toml"
@@ -642,3 +645,283 @@ def test_scalar_section_with_an_environment_override_is_a_config_error(tmp_path:
     path = write(tmp_path, 'server = "tcp://a:1"\n')
     error = config_error(load, path, env={"SWARMPROXY_SERVER_LISTEN": "tcp://b:1"})
     assert error.key == "server"
+
+
+# --- TLS -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Certs:
+    ca: Path
+    server: Issued
+    client: Issued
+    other_client: Issued
+    encrypted: Issued
+    garbage: Path
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    directory = tmp_path_factory.mktemp("certs")
+    ca = Authority(directory / "ca", "config test CA")
+    garbage = directory / "garbage.pem"
+    garbage.write_text("not a PEM file\n")
+    return Certs(
+        ca=ca.cert,
+        server=ca.issue("server", server=True),
+        client=ca.issue("client"),
+        other_client=ca.issue("other-client"),
+        encrypted=ca.issue("locked", password=b"secret"),
+        garbage=garbage,
+    )
+
+
+def tls_node(**settings: Any) -> dict[str, Any]:
+    return {"nodes": [{"address": "tcp://127.0.0.1:2376", **settings}]}
+
+
+def test_node_tls_from_files(certs: Certs) -> None:
+    node = from_dict(
+        tls_node(
+            tls_ca=str(certs.ca), tls_cert=str(certs.client.cert), tls_key=str(certs.client.key)
+        )
+    ).nodes[0]
+    assert node.tls is not None
+    assert node.tls.ca is not None and node.tls.ca.text == certs.ca.read_text()
+    assert node.tls.cert is not None and node.tls.cert.path == str(certs.client.cert)
+    # The key's text never shows in a repr (a logged config).
+    assert "PRIVATE KEY" not in repr(node)
+    context = node.tls.client_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+
+
+def test_node_tls_from_inline_pems(certs: Certs) -> None:
+    inline = from_dict(
+        tls_node(
+            tls_ca_pem=certs.ca.read_text(),
+            tls_cert_pem=certs.client.cert.read_text(),
+            tls_key_pem=certs.client.key.read_text(),
+        )
+    ).nodes[0]
+    assert inline.tls is not None and inline.tls.ca is not None and inline.tls.key is not None
+    assert inline.tls.ca.text == certs.ca.read_text()
+    assert inline.tls.key.setting == "tls_key_pem"
+    assert inline.tls.key.path is None
+
+
+def test_node_tls_with_a_ca_alone_verifies_the_node_only(certs: Certs) -> None:
+    node = from_dict(tls_node(tls_ca=str(certs.ca))).nodes[0]
+    assert node.tls is not None and node.tls.cert is None
+    assert node.tls.client_context().verify_mode == ssl.CERT_REQUIRED
+
+
+def test_a_node_without_tls_settings_has_no_tls() -> None:
+    assert from_dict(tls_node()).nodes[0].tls is None
+
+
+def test_node_tls_in_a_file(tmp_path: Path, certs: Certs) -> None:
+    path = write(
+        tmp_path,
+        f"""
+        [[nodes]]
+        address = "tcp://10.0.0.1:2376"
+        tls_ca = "{certs.ca}"
+        tls_cert = "{certs.client.cert}"
+        tls_key = "{certs.client.key}"
+
+        [[nodes]]
+        address = "tcp://10.0.0.2:2375"
+        """,
+    )
+    config = load(path, env={})
+    assert config.nodes[0].tls is not None
+    assert config.nodes[1].tls is None
+
+
+def test_server_tls_from_a_file_and_the_environment(tmp_path: Path, certs: Certs) -> None:
+    path = write(tmp_path, f'[server.tls]\ncert = "{certs.server.cert}"\nkey = "/nowhere"\n')
+    env = {
+        "SWARMPROXY_SERVER_TLS_KEY": str(certs.server.key),
+        "SWARMPROXY_SERVER_TLS_CLIENT_CA": str(certs.ca),
+    }
+    tls = load(path, env=env).server.tls
+    assert tls is not None and tls.client_ca is not None
+    assert (tls.cert.path, tls.key.path, tls.client_ca.path) == (
+        str(certs.server.cert),
+        str(certs.server.key),
+        str(certs.ca),
+    )
+    assert tls.server_context().verify_mode == ssl.CERT_REQUIRED
+
+
+def test_server_tls_from_the_environment_alone(certs: Certs) -> None:
+    env = {
+        "SWARMPROXY_SERVER_TLS_CERT": str(certs.server.cert),
+        "SWARMPROXY_SERVER_TLS_KEY": str(certs.server.key),
+    }
+    tls = load(None, env=env).server.tls
+    assert tls is not None and tls.client_ca is None
+    # No client_ca: any client may connect, as to a daemon started with --tls alone.
+    assert tls.server_context().verify_mode == ssl.CERT_NONE
+
+
+def test_no_server_tls_by_default() -> None:
+    assert load(None, env={}).server.tls is None
+    assert load(EXAMPLE, env={}).server.tls is None
+
+
+def placeholders(certs: Certs) -> dict[str, Path]:
+    return {
+        "<ca>": certs.ca,
+        "<server-cert>": certs.server.cert,
+        "<server-key>": certs.server.key,
+        "<cert>": certs.client.cert,
+        "<key>": certs.client.key,
+        "<other-key>": certs.other_client.key,
+        "<locked-key>": certs.encrypted.key,
+        "<garbage>": certs.garbage,
+    }
+
+
+def with_paths(certs: Certs, settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings whose placeholder values become the files they name."""
+    paths = placeholders(certs)
+    return {k: str(paths.get(v, v)) if isinstance(v, str) else v for k, v in settings.items()}
+
+
+def with_paths_in(certs: Certs, text: str) -> str:
+    for placeholder, path in placeholders(certs).items():
+        text = text.replace(placeholder, str(path))
+    return text
+
+
+@pytest.mark.parametrize(
+    ("settings", "key", "problem"),
+    [
+        ({"tls_ca": "/nonexistent/ca.pem"}, "tls_ca", "cannot read /nonexistent/ca.pem: No such"),
+        ({"tls_ca": "<garbage>"}, "tls_ca", "no PEM certificate in <garbage>"),
+        ({"tls_ca": "<key>"}, "tls_ca", "no PEM certificate in <key>"),
+        ({"tls_ca_pem": "not PEM"}, "tls_ca_pem", "no PEM certificate in the inline text"),
+        ({"tls_ca_pem": ""}, "tls_ca_pem", "no PEM certificate"),
+        ({"tls_ca": ""}, "tls_ca", "must be a file path"),
+        ({"tls_ca": 1}, "tls_ca", "must be a file path"),
+        ({"tls_ca_pem": ["x"]}, "tls_ca_pem", "must be a string of PEM text"),
+        (
+            {"tls_ca": "<ca>", "tls_ca_pem": "x"},
+            "tls_ca_pem",
+            "give tls_ca or tls_ca_pem, not both",
+        ),
+        ({"tls_cert": "<cert>"}, "tls_cert", "needs tls_key or tls_key_pem too"),
+        ({"tls_key": "<key>"}, "tls_key", "needs tls_cert or tls_cert_pem too"),
+        (
+            {"tls_cert": "<garbage>", "tls_key": "<key>"},
+            "tls_cert",
+            "no PEM certificate in <garbage>",
+        ),
+        (
+            {"tls_cert": "<cert>", "tls_key": "<garbage>"},
+            "tls_key",
+            "no PEM private key in <garbage>",
+        ),
+        ({"tls_cert": "<cert>", "tls_key": "<cert>"}, "tls_key", "no PEM private key in <cert>"),
+        (
+            {"tls_cert": "<cert>", "tls_key": "<other-key>"},
+            "tls_key",
+            "the key in <other-key> does not match the certificate in <cert>",
+        ),
+        (
+            {"tls_cert": "<cert>", "tls_key": "<locked-key>"},
+            "tls_key",
+            "the key in <locked-key> is encrypted; give it unencrypted",
+        ),
+        (
+            {"tls_cert": "<cert>", "tls_key_pem": "nope"},
+            "tls_key_pem",
+            "no PEM private key in the inline text",
+        ),
+        (
+            {"tls_cert_pem": "nope", "tls_key": "<key>"},
+            "tls_cert_pem",
+            "no PEM certificate in the inline text",
+        ),
+        (
+            {"tls_cert": "<cert>", "tls_key": "/nonexistent/key.pem"},
+            "tls_key",
+            "cannot read /nonexistent/key.pem",
+        ),
+    ],
+)
+def test_bad_node_tls_names_the_key(
+    certs: Certs, settings: dict[str, Any], key: str, problem: str
+) -> None:
+    raw = {"nodes": [{"address": "tcp://a:1"}, tls_node(**with_paths(certs, settings))["nodes"][0]]}
+    error = config_error(from_dict, raw)
+    assert str(error).startswith(f"nodes[1].{key}: {with_paths_in(certs, problem)}")
+    assert error.key == f"nodes[1].{key}"
+    assert "\n" not in str(error)
+
+
+def test_tls_on_a_unix_node_is_refused(certs: Certs) -> None:
+    raw = {"nodes": [{"address": "unix:///run/docker.sock", "tls_ca": str(certs.ca)}]}
+    error = config_error(from_dict, raw)
+    assert str(error) == "nodes[0].tls_ca: TLS is for tcp:// nodes, not unix:///run/docker.sock"
+
+
+@pytest.mark.parametrize(
+    ("tls", "key", "problem"),
+    [
+        ("cert.pem", "server.tls", "must be a table with cert and key"),
+        ({}, "server.tls.cert", "is required"),
+        ({"cert": "<server-cert>"}, "server.tls.key", "is required"),
+        ({"key": "<server-key>"}, "server.tls.cert", "is required"),
+        (
+            {"cert": "<server-cert>", "key": "<server-key>", "ca": "<ca>"},
+            "server.tls.ca",
+            "unknown key",
+        ),
+        (
+            {"cert": "/nonexistent.pem", "key": "<server-key>"},
+            "server.tls.cert",
+            "cannot read /nonexistent.pem: No such file or directory",
+        ),
+        (
+            {"cert": "<server-cert>", "key": "<garbage>"},
+            "server.tls.key",
+            "no PEM private key in <garbage>",
+        ),
+        (
+            {"cert": "<server-cert>", "key": "<key>"},
+            "server.tls.key",
+            "the key in <key> does not match the certificate in <server-cert>",
+        ),
+        (
+            {"cert": "<server-cert>", "key": "<server-key>", "client_ca": "<garbage>"},
+            "server.tls.client_ca",
+            "no PEM certificate in <garbage>",
+        ),
+        (
+            {"cert": "<server-cert>", "key": "<server-key>", "client_ca": 5},
+            "server.tls.client_ca",
+            "must be a file path",
+        ),
+    ],
+)
+def test_bad_server_tls_names_the_key(certs: Certs, tls: Any, key: str, problem: str) -> None:
+    if isinstance(tls, dict):
+        tls = with_paths(certs, tls)
+    error = config_error(from_dict, {"server": {"tls": tls}})
+    assert str(error) == f"{key}: {with_paths_in(certs, problem)}"
+    assert error.key == key
+
+
+@pytest.mark.parametrize("var", ["SWARMPROXY_SERVER_TLS", "SWARMPROXY_SERVER_TLS_CA"])
+def test_unknown_tls_environment_variables(var: str) -> None:
+    error = config_error(load, None, env={var: "x"})
+    assert str(error) == f"{var}: unknown setting"
+
+
+def test_server_tls_that_is_not_a_table_with_an_environment_override(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\ntls = "on"\n')
+    error = config_error(load, path, env={"SWARMPROXY_SERVER_TLS_CERT": "/x.pem"})
+    assert error.key == "server.tls"

@@ -89,7 +89,14 @@ def test_a_node_that_goes_away(
         for _ in range(2):
             container_id = proxy.docker("create", "busybox", "true").stdout.strip()
             assert container_id in nodes[0].container_ids()
-        assert "└ Status: ready for retry" in proxy.docker("info").stdout
+        # The failure disabled it (the healer's first back-off): calls to it fail at once.
+        assert "└ Status: temporarily disabled" in proxy.docker("info").stdout
+        status, body = proxy.json("GET", f"/containers/{placed[doomed.name]}/json")
+        assert status == 503
+        assert (
+            f"node {doomed.name} ({doomed.tcp_address}) is temporarily disabled"
+            in (body["message"])
+        )
     finally:
         proxy.stop()
         stop_nodes([doomed])

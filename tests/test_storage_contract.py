@@ -486,6 +486,11 @@ async def test_store_and_retrieve_node(storage: Storage) -> None:
         metadata={"pool": "a", "zone": "z1"},
         creation_status="creating",
         healing=HealingData(locked_until=12.5, is_failure=True),
+        failures=3,
+        last_error="connection refused: it's down",
+        last_error_at=1700000000.25,
+        last_success_at=1699999990.5,
+        disabled_until=1700000020.125,
     )
     await storage.store_node(node)
 
@@ -525,6 +530,7 @@ async def test_retrieve_nodes_by_metadata(storage: Storage) -> None:
 async def test_update_node(storage: Storage) -> None:
     await storage.store_node(node_record("http://n1", pool="a", zone="z1"))
     updated = NodeRecord("http://n1", "renamed", {"pool": "b"}, "created", HealingData(3.0))
+    updated.failures, updated.disabled_until = 2, 1700000000.5
     await storage.update_node(updated)
 
     assert await storage.retrieve_node("http://n1") == updated

@@ -10,7 +10,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from swarmproxy.cluster.health import NodeStatus
 from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.streams import Inactive, Tee, chunks, lines
 from swarmproxy.errors import NodeUnavailable
@@ -130,8 +129,8 @@ async def test_chunks_turn_transport_errors_into_node_unavailable(
     assert caught.value.node_name == "node-1"
     assert "node node-1 (tcp://127.0.0.1:1) is unavailable" in caught.value.message
     assert caught.value.__cause__ is error
-    assert node.health.status is NodeStatus.RETRY
     assert node.health.failures == 1
+    assert node.health.last_error
 
 
 # --- Tee ------------------------------------------------------------------------------------

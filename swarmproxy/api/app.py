@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 from pathlib import Path
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from swarmproxy.api.context import CLUSTER, CONFIG
 from swarmproxy.cluster import Cluster
 from swarmproxy.config import Config
 from swarmproxy.log import log_event
+from swarmproxy.tls import ServerTLS, server_stream
 
 log = logging.getLogger("swarmproxy.server")
 
@@ -43,7 +45,41 @@ def _remove_stale_socket(path: str) -> None:
             os.unlink(path)
 
 
-async def start_listeners(runner: web.AppRunner, addresses: list[str]) -> None:
+class TLSSite(web.BaseSite):
+    """A TCP listener speaking TLS through swarmproxy.tls rather than the event loop's TLS,
+    which closes a connection on the client's half-close: a hijacked stream's stdin EOF."""
+
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, context: ssl.SSLContext
+    ) -> None:
+        super().__init__(runner)
+        self._host = host
+        self._port = port
+        self._context = context
+
+    @property
+    def name(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"https://{host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: server_stream(self._context, server()),
+            self._host,
+            self._port,
+            reuse_address=True,
+        )
+
+
+async def start_listeners(
+    runner: web.AppRunner, addresses: list[str], tls: ServerTLS | None = None
+) -> None:
+    """Serves on every address; with `tls`, every tcp:// one speaks TLS (unix sockets stay
+    plain: their file permissions guard them)."""
+    context = None if tls is None else tls.server_context()
     for address in addresses:
         site: web.BaseSite
         if address.startswith("unix://"):
@@ -52,9 +88,18 @@ async def start_listeners(runner: web.AppRunner, addresses: list[str]) -> None:
             site = web.UnixSite(runner, path)
         else:
             host, _, port = address[len("tcp://") :].rpartition(":")
-            site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)
+            if context is None:
+                site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)
+            else:
+                site = TLSSite(runner, host.strip("[]"), int(port), context)
         await site.start()
-        log_event(log, logging.INFO, "listening", address=address)
+        log_event(log, logging.INFO, "listening", address=address, tls=_tls_mode(site, tls))
+
+
+def _tls_mode(site: web.BaseSite, tls: ServerTLS | None) -> str:
+    if tls is None or not isinstance(site, TLSSite):
+        return "off"
+    return "on" if tls.client_ca is None else "client certificates required"
 
 
 async def serve(config: Config, cluster: Cluster | None = None) -> None:
@@ -74,7 +119,7 @@ async def serve(config: Config, cluster: Cluster | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await start_listeners(runner, config.server.listen)
+        await start_listeners(runner, config.server.listen, config.server.tls)
         log_event(
             log,
             logging.INFO,

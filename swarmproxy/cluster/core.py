@@ -19,6 +19,10 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from swarmproxy.cluster import versions
+from swarmproxy.cluster.healer import BackoffHealer, Healer
+from swarmproxy.cluster.healing import NodeHealing
+from swarmproxy.cluster.healing import apply as apply_health
+from swarmproxy.cluster.health import Listener
 from swarmproxy.cluster.images import ImageOperations
 from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.watch import DestroyWatcher
@@ -26,6 +30,7 @@ from swarmproxy.config import Config, HealthConfig, ImagesConfig
 from swarmproxy.errors import (
     DockerError,
     NameConflict,
+    NodeDisabled,
     NodeUnavailable,
     NoNodeAvailable,
     NoSuchContainer,
@@ -33,12 +38,23 @@ from swarmproxy.errors import (
     node_message,
 )
 from swarmproxy.log import log_event
+from swarmproxy.node_client import TRANSPORT_ERRORS
 from swarmproxy.scheduler import Scheduler, SchedulingRequest, make_scheduler
-from swarmproxy.storage import AmbiguousPrefix, ContainerRecord, NodeRecord, Storage, open_storage
+from swarmproxy.storage import (
+    AmbiguousPrefix,
+    ContainerRecord,
+    NodeRecord,
+    Storage,
+    StorageError,
+    open_storage,
+)
 
 log = logging.getLogger("swarmproxy.cluster")
 
 T = TypeVar("T")
+
+# Seconds between two readings of a healthy node's versions and info.
+DESCRIBE_SECONDS = 60.0
 
 # `fan_out`'s timeout when none is given: the configured node_timeout.
 DEFAULT: Any = object()
@@ -79,12 +95,18 @@ class Cluster(ImageOperations):
         scheduler: Scheduler,
         health: HealthConfig | None = None,
         images: ImagesConfig | None = None,
+        healer: Healer | None = None,
     ) -> None:
         self.nodes = list(nodes)
         self._by_address = {n.address: n for n in self.nodes}
         self.storage = storage
         self.scheduler = scheduler
         self.health_config = health or HealthConfig()
+        self.healing = NodeHealing(storage, healer or BackoffHealer())
+        # Decisions about nodes' health under way, run beside the requests that caused them.
+        self._background: set[asyncio.Task[None]] = set()
+        for node in self.nodes:
+            node.health.listener = self._health_listener(node)
         self.images_config = images or ImagesConfig()
         self._tasks: list[asyncio.Task[None]] = []
         # Per container being renamed: its lock, and how many renames hold or await it.
@@ -92,7 +114,7 @@ class Cluster(ImageOperations):
 
     @classmethod
     def from_config(cls, config: Config) -> Cluster:
-        nodes = [Node(n.name, n.address, dict(n.labels)) for n in config.nodes]
+        nodes = [Node(n.name, n.address, dict(n.labels), tls=n.tls) for n in config.nodes]
         storage = open_storage(config.storage.url, config.storage.prefix)
         scheduler = make_scheduler(config.scheduler.strategy)
         return cls(nodes, storage, scheduler, config.health, config.images)
@@ -107,6 +129,7 @@ class Cluster(ImageOperations):
                     await self.storage.store_node(
                         NodeRecord(address=node.address, name=node.name, metadata=node.labels)
                     )
+        await self.refresh_health()
         await self.check_nodes()
         self._tasks.append(asyncio.create_task(self._monitor_loop(), name="node-health"))
         self._tasks.extend(
@@ -115,15 +138,16 @@ class Cluster(ImageOperations):
         )
 
     async def close(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._background]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
         await asyncio.gather(*(n.client.close() for n in self.nodes), return_exceptions=True)
         await self.storage.close()
 
     async def _monitor_loop(self) -> None:
         while True:
             await asyncio.sleep(self.health_config.interval)
+            await self.refresh_health()
             await self.check_nodes()
 
     async def check_nodes(self) -> None:
@@ -138,46 +162,71 @@ class Cluster(ImageOperations):
                 )
 
     async def check_node(self, node: Node) -> None:
-        """Ping a node for its versions and its info; failures are recorded on its health."""
-        was_ready = node.ready
+        """Ping a node (`/_ping`, bounded by the health timeout): its answer or its failure
+        feeds its health. Its versions and info are read when first seen, after it comes
+        back, and once a minute."""
+        was_ready = node.health.ready
         timeout = self.health_config.timeout
         try:
-            version = await node.client.version(timeout)
-            node.info = await node.client.info(timeout)
-        except NodeUnavailable as e:
-            if was_ready or node.health.failures == 1:
-                log_event(
-                    log,
-                    logging.WARNING,
-                    "node down",
-                    node=node.name,
-                    addr=node.address,
-                    error=e.message,
-                )
+            async with node.client.request("GET", "/_ping", timeout=timeout) as response:
+                await response.read()
+            stale = time.monotonic() - node.described_at > DESCRIBE_SECONDS
+            if not was_ready or not node.api_version or stale:
+                version = await node.client.version(timeout)
+                node.info = await node.client.info(timeout)
+                node.described_at = time.monotonic()
+        except (NodeUnavailable, *TRANSPORT_ERRORS) as e:
+            if was_ready:
+                log_event(log, logging.WARNING, "node down", node=node.name, error=str(e))
             return
-        node.api_version = version.get("ApiVersion", "")
-        node.min_api_version = version.get("MinAPIVersion", "")
-        node.engine_version = version.get("Version", "")
-        if not was_ready:
-            log_event(
-                log,
-                logging.INFO,
-                "node ready",
-                node=node.name,
-                addr=node.address,
-                api_version=node.api_version,
-            )
+        else:
+            if not was_ready or not node.api_version or stale:
+                node.api_version = version.get("ApiVersion", "")
+                node.min_api_version = version.get("MinAPIVersion", "")
+                node.engine_version = version.get("Version", "")
+
+    async def refresh_health(self) -> None:
+        """Take every node's shared health from storage, as other replicas left it."""
+        try:
+            records = {r.address: r for r in await self.storage.retrieve_nodes()}
+        except StorageError as e:
+            log_event(log, logging.WARNING, "node records unreadable", error=str(e))
+            return
+        for node in self.nodes:
+            record = records.get(node.address)
+            if record is not None:
+                apply_health(node, record)
+
+    def _health_listener(self, node: Node) -> Listener:
+        """What a node's health calls on a failure or a recovery: the shared decision, run
+        beside the request that saw it."""
+
+        def changed(ok: bool, error: str) -> None:
+            task = asyncio.get_running_loop().create_task(self.healing.decide(node, ok, error))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+        return changed
 
     # --- nodes ------------------------------------------------------------------
     def node(self, address: str) -> Node:
+        """The node at `address`, to call now: a disabled or healing one fails fast with a
+        503 naming it, rather than leaving the caller to wait on a node known to be down."""
         node = self._by_address.get(address)
         if node is None:
             # The index names a node this process does not know (removed from its config).
             raise NoNodeAvailable(f"node {address} is not part of this cluster")
+        if not node.health.callable:
+            raise NodeDisabled(node.name, node.address, node.health.describe())
         return node
 
     def ready_nodes(self) -> list[Node]:
+        """The nodes that may take new containers."""
         return [n for n in self.nodes if n.ready]
+
+    def callable_nodes(self) -> list[Node]:
+        """The nodes worth calling: neither disabled nor healing."""
+        return [n for n in self.nodes if n.health.callable]
 
     @property
     def api_version(self) -> str:
@@ -200,7 +249,7 @@ class Cluster(ImageOperations):
         """Run `call` on every node at once; a node's failure is its result, not an error.
         A node gets `node_timeout` to answer unless `timeout` says otherwise (None: no bound,
         for work that takes as long as it takes, a removal or a prune)."""
-        targets = list(self.nodes if nodes is None else nodes)
+        targets = list(self.callable_nodes() if nodes is None else nodes)
         if timeout is DEFAULT:
             timeout = self.health_config.node_timeout
 
@@ -280,7 +329,7 @@ class Cluster(ImageOperations):
             return body["Id"], body.get("Name", "").removeprefix("/")
 
         found: dict[str, tuple[Node, str]] = {}
-        for node, result in await self.fan_out(inspect, self.ready_nodes()):
+        for node, result in await self.fan_out(inspect):
             if isinstance(result, tuple):
                 found[result[0]] = (node, result[1])
         if not found:

@@ -8,6 +8,7 @@ from typing import Any
 
 from swarmproxy.cluster.health import NodeHealth
 from swarmproxy.node_client import NodeClient
+from swarmproxy.tls import NodeTLS
 
 
 @dataclass(eq=False)
@@ -21,14 +22,21 @@ class Node:
     min_api_version: str = ""
     engine_version: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    # When its versions and info were last read (monotonic seconds).
+    described_at: float = 0.0
+    # The seed's creation status, from the node's record: "disabled" is a drained node.
+    creation_status: str = "created"
+    # Keyword-only, so that the positional fields above keep their places.
+    tls: NodeTLS | None = field(default=None, kw_only=True)
     client: NodeClient = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client = NodeClient(self.name, self.address, self.health)
+        self.client = NodeClient(self.name, self.address, self.health, self.tls)
 
     @property
     def ready(self) -> bool:
-        return self.health.ready
+        """May take new containers: healthy, and not drained."""
+        return self.health.ready and self.creation_status != "disabled"
 
     def describe(self) -> dict[str, Any]:
         """The node as API users see it beside a container (classic Swarm's `Node`)."""

@@ -62,6 +62,13 @@ class NodeRecord:
     metadata: dict[str, str] = field(default_factory=dict)
     creation_status: str = "created"
     healing: HealingData = field(default_factory=HealingData)
+    # The health every proxy replica shares: failures since the last success, the last
+    # error and success (wall-clock seconds), and until when a healer disabled the node.
+    failures: int = 0
+    last_error: str = ""
+    last_error_at: float = 0.0
+    last_success_at: float = 0.0
+    disabled_until: float = 0.0
 
 
 class Storage(abc.ABC):

@@ -13,7 +13,9 @@ Key layout, all under the configurable prefix P:
     P image-history:<repo>          list of JSON [node, image ID], oldest first, capped
     P nodes                         set of node addresses
     P node:<address>                hash: name, metadata (JSON), creation_status,
-                                    healing_locked_until, healing_is_failure
+                                    healing_locked_until, healing_is_failure, failures,
+                                    last_error, last_error_at, last_success_at,
+                                    disabled_until
     P node-lock:<address>           the healing lock, expiring on its own
 
 Multi-key changes run as Lua scripts (one round trip, atomic). Some scripts derive keys
@@ -435,6 +437,11 @@ class RedisStorage(Storage):
             *("creation_status", node.creation_status),
             *("healing_locked_until", repr(node.healing.locked_until)),
             *("healing_is_failure", "1" if node.healing.is_failure else "0"),
+            *("failures", str(node.failures)),
+            *("last_error", node.last_error),
+            *("last_error_at", repr(node.last_error_at)),
+            *("last_success_at", repr(node.last_success_at)),
+            *("disabled_until", repr(node.disabled_until)),
         ]
 
     async def store_node(self, node: NodeRecord) -> None:
@@ -581,4 +588,9 @@ def _node(address: str, fields: Mapping[str, str]) -> NodeRecord:
             locked_until=float(fields.get("healing_locked_until", "0")),
             is_failure=fields.get("healing_is_failure") == "1",
         ),
+        failures=int(fields.get("failures", "0")),
+        last_error=fields.get("last_error", ""),
+        last_error_at=float(fields.get("last_error_at", "0")),
+        last_success_at=float(fields.get("last_success_at", "0")),
+        disabled_until=float(fields.get("disabled_until", "0")),
     )

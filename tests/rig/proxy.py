@@ -7,10 +7,12 @@ import json
 import os
 import pathlib
 import signal
+import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from swarmproxy.local_nodes import DockerNode, free_port, run_docker
@@ -22,14 +24,60 @@ class ProxyStartError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class ListenerTLS:
+    """The proxy's [server.tls], and the DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem) that the
+    rig's own calls use: it must hold a certificate the proxy accepts."""
+
+    cert: pathlib.Path
+    key: pathlib.Path
+    client_ca: pathlib.Path | None
+    cert_path: pathlib.Path
+
+    def toml(self) -> str:
+        keys = {"cert": self.cert, "key": self.key, "client_ca": self.client_ca}
+        lines = [f"{k} = {json.dumps(str(v))}\n" for k, v in keys.items() if v is not None]
+        return "[server.tls]\n" + "".join(lines) + "\n"
+
+    def cli_env(self) -> dict[str, str]:
+        return {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(self.cert_path)}
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.cert_path / "ca.pem"))
+        context.load_cert_chain(self.cert_path / "cert.pem", self.cert_path / "key.pem")
+        return context
+
+
+def node_table(node: DockerNode, index: int, tls: Mapping[str, str] | None) -> str:
+    """A [[nodes]] table. A node started with TLS gets its CA and client certificate files,
+    unless `tls` gives its TLS keys (inline PEMs, a wrong CA…)."""
+    if tls is None and node.tls is not None:
+        tls = {
+            "tls_ca": str(node.tls.ca),
+            "tls_cert": str(node.tls.client_cert),
+            "tls_key": str(node.tls.client_key),
+        }
+    keys = "".join(f"{key} = {json.dumps(value)}\n" for key, value in (tls or {}).items())
+    return (
+        f'[[nodes]]\naddress = "{node.tcp_address}"\nname = "{node.name}"\n'
+        f'labels = {{ rig = "yes", index = "{index}" }}\n{keys}\n'
+    )
+
+
 class Proxy:
     def __init__(
-        self, workdir: pathlib.Path, port: int, process: subprocess.Popen[bytes], prefix: str
+        self,
+        workdir: pathlib.Path,
+        port: int,
+        process: subprocess.Popen[bytes],
+        prefix: str,
+        tls: ListenerTLS | None = None,
     ) -> None:
         self.workdir = workdir
         self.prefix = prefix
         self.port = port
         self.process = process
+        self.tls = tls
         self.address = f"tcp://127.0.0.1:{port}"
         self.log_path = workdir / "proxy.log"
 
@@ -42,13 +90,15 @@ class Proxy:
         prefix: str = "swarmproxy:",
         extra_toml: str = "",
         unix_socket: pathlib.Path | None = None,
+        tls: ListenerTLS | None = None,
+        node_tls: Mapping[str, Mapping[str, str]] | None = None,
     ) -> Proxy:
+        """`tls` puts the TCP listener behind TLS; `node_tls` gives, by node name, TLS keys
+        for [[nodes]] other than those of the node's own DaemonTLS (see node_table)."""
         workdir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         node_tables = "".join(
-            f'[[nodes]]\naddress = "{n.tcp_address}"\nname = "{n.name}"\n'
-            f'labels = {{ rig = "yes", index = "{i}" }}\n\n'
-            for i, n in enumerate(nodes, start=1)
+            node_table(n, i, (node_tls or {}).get(n.name)) for i, n in enumerate(nodes, start=1)
         )
         listen = [f"tcp://127.0.0.1:{port}"]
         if unix_socket is not None:
@@ -57,6 +107,7 @@ class Proxy:
         config.write_text(
             f'[server]\nlisten = {json.dumps(listen)}\nname = "rig-proxy"\n\n'
             f'[storage]\nurl = "{storage_url}"\nprefix = "{prefix}"\n\n'
+            f"{tls.toml() if tls else ''}"
             f"[health]\ninterval = 1.0\n\n{extra_toml}\n{node_tables}"
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMPROXY_")}
@@ -67,7 +118,7 @@ class Proxy:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        proxy = cls(workdir, port, process, prefix)
+        proxy = cls(workdir, port, process, prefix, tls)
         proxy._wait_ready()
         return proxy
 
@@ -97,9 +148,19 @@ class Proxy:
         input: bytes | str | None = None,
         check: bool = True,
         timeout: float = 60,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """The docker CLI against the proxy (with the rig's certificate when it serves TLS);
+        `env` adds to or overrides its environment."""
+        full_env = {**(self.tls.cli_env() if self.tls else {}), **(env or {})}
         return run_docker(
-            self.address, self.workdir / "cli", *args, input=input, check=check, timeout=timeout
+            self.address,
+            self.workdir / "cli",
+            *args,
+            input=input,
+            check=check,
+            timeout=timeout,
+            env=full_env,
         )
 
     def request(
@@ -110,8 +171,15 @@ class Proxy:
         headers: dict[str, str] | None = None,
         timeout: float = 30,
     ) -> tuple[int, dict[str, str], bytes]:
-        """A plain HTTP request; JSON-encodes a non-bytes body."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        """An HTTP request (HTTPS with the rig's certificate when the proxy serves TLS);
+        JSON-encodes a non-bytes body."""
+        conn = (
+            http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+            if self.tls is None
+            else http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=timeout, context=self.tls.client_context()
+            )
+        )
         try:
             data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
             all_headers = {"Content-Type": "application/json"} if data is not None else {}
