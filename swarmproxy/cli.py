@@ -7,8 +7,9 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from swarmproxy import __version__, log
+from swarmproxy import __version__, log, node_cli
 from swarmproxy import config as config_module
+from swarmproxy.admin_client import DEFAULT_ADMIN
 from swarmproxy.config import Config, ConfigError
 
 EXIT_CONFIG = 2
@@ -46,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         help="add the --node flags to the config's nodes instead of replacing them",
     )
 
+    node_cli.add_parser(commands)
+
     dev = commands.add_parser(
         "dev-cluster",
         help="start local dockerd nodes and serve them (needs root and dockerd)",
@@ -53,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
     dev.add_argument("--listen", default=config_module.DEFAULT_LISTEN, metavar="ADDR")
     dev.add_argument("--storage", default="memory://", metavar="URL")
+    dev.add_argument(
+        "--admin",
+        default=DEFAULT_ADMIN,
+        metavar="ADDR",
+        help=f"the admin API's listener, for `swarmproxy node` (default {DEFAULT_ADMIN}; "
+        '"" for none)',
+    )
     dev.add_argument("--workdir", metavar="DIR", help="where the nodes keep their data")
     return parser
 
@@ -77,6 +87,12 @@ def build_config(args: argparse.Namespace) -> Config:
             f"unknown strategy {config.scheduler.strategy!r} "
             f"(known: {', '.join(sorted(STRATEGIES))})",
         )
+    from swarmproxy.cluster.healer import load_healer
+
+    try:
+        load_healer(config.health.healer)
+    except ValueError as e:
+        raise ConfigError("health.healer", str(e)) from None
     if not config.nodes:
         raise ConfigError("nodes", "no node given: add [[nodes]] to the config or --node")
     return config
@@ -102,9 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run(serve(config))
         return 0
+    if args.command == "node":
+        return node_cli.run(args)
     if args.command == "dev-cluster":
         from swarmproxy.devcluster import run_dev_cluster
 
-        status: int = run_dev_cluster(args.nodes, args.listen, args.storage, args.workdir)
+        status: int = run_dev_cluster(
+            args.nodes, args.listen, args.storage, args.workdir, args.admin
+        )
         return status
     return 1

@@ -59,6 +59,15 @@ class ServerConfig:
 
 
 @dataclass
+class AdminConfig:
+    # Where the admin API (nodes, drain, labels) is served; none by default: it is
+    # privileged, so it is asked for (tcp://127.0.0.1:2376, or a unix socket).
+    listen: list[str] = field(default_factory=list)
+    # When set, every admin request must carry `Authorization: Bearer <token>`.
+    token: str = ""
+
+
+@dataclass
 class StorageConfig:
     url: str = "memory://"
     prefix: str = "swarmproxy:"
@@ -81,6 +90,9 @@ class HealthConfig:
     # Seconds after which a name reserved by a create that never answered (its proxy
     # died) is checked against the nodes and freed if no node made the container.
     pending_name_timeout: float = 300.0
+    # The healer that decides how long a failing node is disabled: "package.module:Class";
+    # empty for the default back-off (5 s doubling to 5 minutes).
+    healer: str = ""
 
 
 @dataclass
@@ -99,6 +111,7 @@ class LogConfig:
 @dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
@@ -109,13 +122,16 @@ class Config:
 
 _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
+    "admin": AdminConfig,
     "storage": StorageConfig,
     "scheduler": SchedulerConfig,
     "health": HealthConfig,
     "images": ImagesConfig,
     "log": LogConfig,
 }
-_LIST_KEYS = {("server", "listen")}
+_LIST_KEYS = {("server", "listen"), ("admin", "listen")}
+# Lists that may be empty: no admin listener unless one is asked for.
+_MAY_BE_EMPTY = {("admin", "listen")}
 _FLOAT_KEYS = {
     ("health", "node_timeout"),
     ("health", "interval"),
@@ -177,6 +193,11 @@ def parse_node(spec: str, key: str = "nodes") -> NodeConfig:
     return _node({"address": address, "name": name}, key)
 
 
+def node_from_table(item: Any, key: str) -> NodeConfig:
+    """A node as a `[[nodes]]` table gives it (the admin API takes the same keys)."""
+    return _node(item, key)
+
+
 def default_node_name(address: str) -> str:
     # The socket's path: sockets are often all called docker.sock, in different folders.
     return address.removeprefix("unix://").removeprefix("tcp://")
@@ -191,7 +212,7 @@ def _value(section: str, key: str, value: Any) -> Any:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(name, "must be a list of addresses")
-        if not value:
+        if not value and (section, key) not in _MAY_BE_EMPTY:
             raise ConfigError(name, "needs at least one address")
         for address in value:
             _check_address(name, address)

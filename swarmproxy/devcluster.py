@@ -7,20 +7,23 @@ import pathlib
 import sys
 
 from swarmproxy import log
-from swarmproxy.config import Config, NodeConfig, ServerConfig, StorageConfig
+from swarmproxy.config import AdminConfig, Config, NodeConfig, ServerConfig, StorageConfig
 from swarmproxy.local_nodes import start_nodes, stop_nodes
 from swarmproxy.log import log_event
 
 logger = logging.getLogger("swarmproxy.devcluster")
 
 
-def run_dev_cluster(count: int, listen: str, storage_url: str, workdir: str | None) -> int:
+def run_dev_cluster(
+    count: int, listen: str, storage_url: str, workdir: str | None, admin: str = ""
+) -> int:
     log.setup()
     log_event(logger, logging.INFO, "starting nodes", count=count)
     nodes = start_nodes(count, base=pathlib.Path(workdir) if workdir else None)
     try:
         config = Config(
             server=ServerConfig(listen=[listen], name="dev-cluster"),
+            admin=AdminConfig(listen=[admin] if admin else []),
             storage=StorageConfig(url=storage_url),
             nodes=[NodeConfig(address=n.tcp_address, name=n.name) for n in nodes],
         )

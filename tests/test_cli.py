@@ -287,6 +287,16 @@ def test_build_config_rejects_an_unknown_strategy(tmp_path: Path) -> None:
     assert str(info.value) == ("scheduler.strategy: unknown strategy 'spread' (known: round-robin)")
 
 
+def test_build_config_loads_the_healer_it_names(tmp_path: Path) -> None:
+    good = write(tmp_path, '[health]\nhealer = "swarmproxy.cluster.healer:BackoffHealer"\n')
+    assert build_config(args("--config", str(good), "--node", "tcp://a:1")).health.healer
+    bad = write(tmp_path, '[health]\nhealer = "no.such.module:Healer"\n')
+    with pytest.raises(ConfigError) as info:
+        build_config(args("--config", str(bad), "--node", "tcp://a:1"))
+    assert info.value.key == "health.healer"
+    assert "cannot be loaded" in str(info.value)
+
+
 def test_listen_accepts_ipv6_and_rejects_bad_ports() -> None:
     config = build_config(args("--node", "tcp://a:1", "--listen", "tcp://[::1]:2375"))
     assert config.server.listen == ["tcp://[::1]:2375"]

@@ -925,3 +925,19 @@ def test_server_tls_that_is_not_a_table_with_an_environment_override(tmp_path: P
     path = write(tmp_path, '[server]\ntls = "on"\n')
     error = config_error(load, path, env={"SWARMPROXY_SERVER_TLS_CERT": "/x.pem"})
     assert error.key == "server.tls"
+
+
+def test_the_admin_listener_is_asked_for() -> None:
+    assert load(None, env={}).admin.listen == []
+    config = load(
+        None,
+        env={
+            "SWARMPROXY_ADMIN_LISTEN": "tcp://127.0.0.1:2376,unix:///run/sp-admin.sock",
+            "SWARMPROXY_ADMIN_TOKEN": "s3cret",
+        },
+    )
+    assert config.admin.listen == ["tcp://127.0.0.1:2376", "unix:///run/sp-admin.sock"]
+    assert config.admin.token == "s3cret"
+    with pytest.raises(ConfigError) as bad:
+        from_dict({"admin": {"listen": ["http://x:1"]}})
+    assert bad.value.key == "admin.listen"

@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from swarmproxy.api import middleware, routes
+from swarmproxy.api.admin import make_admin_app
 from swarmproxy.api.context import CLUSTER, CONFIG
 from swarmproxy.cluster import Cluster
 from swarmproxy.config import Config
@@ -118,8 +119,12 @@ async def serve(config: Config, cluster: Cluster | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    admin = web.AppRunner(make_admin_app(cluster, config.admin), access_log=None)
+    await admin.setup()
     try:
         await start_listeners(runner, config.server.listen, config.server.tls)
+        # The admin API speaks plain HTTP: keep it on loopback or a unix socket.
+        await start_listeners(admin, config.admin.listen)
         log_event(
             log,
             logging.INFO,
@@ -131,5 +136,6 @@ async def serve(config: Config, cluster: Cluster | None = None) -> None:
         await stop.wait()
     finally:
         log_event(log, logging.INFO, "shutting down")
+        await admin.cleanup()
         await runner.cleanup()
         await cluster.close()

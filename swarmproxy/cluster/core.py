@@ -19,12 +19,13 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from swarmproxy.cluster import versions
-from swarmproxy.cluster.healer import BackoffHealer, Healer
+from swarmproxy.cluster.healer import BackoffHealer, Healer, load_healer
 from swarmproxy.cluster.healing import NodeHealing
 from swarmproxy.cluster.healing import apply as apply_health
 from swarmproxy.cluster.health import Listener
 from swarmproxy.cluster.images import ImageOperations
 from swarmproxy.cluster.node import Node
+from swarmproxy.cluster.registry import NodeRegistry
 from swarmproxy.cluster.watch import DestroyWatcher
 from swarmproxy.config import Config, HealthConfig, ImagesConfig
 from swarmproxy.errors import (
@@ -87,7 +88,7 @@ class NameClaim:
     token: str
 
 
-class Cluster(ImageOperations):
+class Cluster(ImageOperations, NodeRegistry):
     def __init__(
         self,
         nodes: Sequence[Node],
@@ -97,16 +98,19 @@ class Cluster(ImageOperations):
         images: ImagesConfig | None = None,
         healer: Healer | None = None,
     ) -> None:
-        self.nodes = list(nodes)
-        self._by_address = {n.address: n for n in self.nodes}
+        self.nodes: list[Node] = []
+        self._by_address: dict[str, Node] = {}
         self.storage = storage
         self.scheduler = scheduler
         self.health_config = health or HealthConfig()
         self.healing = NodeHealing(storage, healer or BackoffHealer())
         # Decisions about nodes' health under way, run beside the requests that caused them.
         self._background: set[asyncio.Task[None]] = set()
-        for node in self.nodes:
-            node.health.listener = self._health_listener(node)
+        # Per node, the task that follows its destroy events; started with the cluster.
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._started = False
+        for node in nodes:
+            self._add_node(node)
         self.images_config = images or ImagesConfig()
         self._tasks: list[asyncio.Task[None]] = []
         # Per container being renamed: its lock, and how many renames hold or await it.
@@ -117,7 +121,8 @@ class Cluster(ImageOperations):
         nodes = [Node(n.name, n.address, dict(n.labels), tls=n.tls) for n in config.nodes]
         storage = open_storage(config.storage.url, config.storage.prefix)
         scheduler = make_scheduler(config.scheduler.strategy)
-        return cls(nodes, storage, scheduler, config.health, config.images)
+        healer = load_healer(config.health.healer)
+        return cls(nodes, storage, scheduler, config.health, config.images, healer)
 
     # --- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -131,16 +136,40 @@ class Cluster(ImageOperations):
                     )
         await self.refresh_health()
         await self.check_nodes()
+        self._started = True
+        for node in self.nodes:
+            self._watch(node)
         self._tasks.append(asyncio.create_task(self._monitor_loop(), name="node-health"))
-        self._tasks.extend(
-            asyncio.create_task(DestroyWatcher(node, self.storage).run(), name=f"watch-{node.name}")
-            for node in self.nodes
+
+    def _watch(self, node: Node) -> None:
+        task = asyncio.create_task(
+            DestroyWatcher(node, self.storage).run(), name=f"watch-{node.name}"
         )
+        self._watchers[node.address] = task
+
+    def _add_node(self, node: Node) -> None:
+        node.health.listener = self._health_listener(node)
+        self.nodes.append(node)
+        self._by_address[node.address] = node
+        if self._started:
+            self._watch(node)
+
+    async def _drop_node(self, address: str) -> None:
+        node = self._by_address.pop(address, None)
+        if node is None:
+            return
+        self.nodes.remove(node)
+        watcher = self._watchers.pop(address, None)
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        await node.client.close()
 
     async def close(self) -> None:
-        for task in [*self._tasks, *self._background]:
+        tasks = [*self._tasks, *self._background, *self._watchers.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(n.client.close() for n in self.nodes), return_exceptions=True)
         await self.storage.close()
 
@@ -186,16 +215,20 @@ class Cluster(ImageOperations):
                 node.engine_version = version.get("Version", "")
 
     async def refresh_health(self) -> None:
-        """Take every node's shared health from storage, as other replicas left it."""
+        """Take the registered nodes, and every node's shared health, from storage, as
+        other replicas left them."""
         try:
-            records = {r.address: r for r in await self.storage.retrieve_nodes()}
+            stored = await self.storage.retrieve_nodes()
         except StorageError as e:
             log_event(log, logging.WARNING, "node records unreadable", error=str(e))
             return
+        await self.sync_nodes(stored)
+        records = {r.address: r for r in stored}
         for node in self.nodes:
             record = records.get(node.address)
-            if record is not None:
+            if record is not None and not self.healing.deciding(node.address):
                 apply_health(node, record)
+                self._take_record(record)
 
     def _health_listener(self, node: Node) -> Listener:
         """What a node's health calls on a failure or a recovery: the shared decision, run

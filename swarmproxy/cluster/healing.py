@@ -57,6 +57,25 @@ class NodeHealing:
                 await extender
             await self.storage.unlock_node(address)
 
+    def deciding(self, address: str) -> bool:
+        """Whether a decision about the node is under way here (its record may show the
+        lock this process holds; the decision applies the outcome itself)."""
+        return address in self._busy
+
+    @contextlib.asynccontextmanager
+    async def held(self, address: str, timeout: float = LOCK_SECONDS) -> AsyncIterator[None]:
+        """The node's healing lock, waited for (a health decision holds it for moments):
+        for a change to the node's record that must not race one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            async with self._locked(address, is_failure=False) as got:
+                if got:
+                    yield
+                    return
+            if time.monotonic() > deadline:
+                raise StorageError(f"node {address} stayed locked for {timeout:g}s")
+            await asyncio.sleep(0.05)
+
     async def decide(self, node: Node, ok: bool, error: str = "") -> None:
         """Record a failure (and let the healer disable the node) or a recovery."""
         if node.address in self._busy:
@@ -96,7 +115,7 @@ class NodeHealing:
 
 
 def apply(node: Node, record: NodeRecord) -> None:
-    """Take the shared record's view of the node's health (and its creation status)."""
+    """Take the shared record's view of the node's health."""
     health = node.health
     health.failures = record.failures
     health.last_error = record.last_error
@@ -105,7 +124,6 @@ def apply(node: Node, record: NodeRecord) -> None:
     health.healing_until = record.healing.locked_until
     # A success seen here may be newer than the record's: successes are not all written.
     health.last_success_at = max(health.last_success_at, record.last_success_at)
-    node.creation_status = record.creation_status
 
 
 def _log_decision(node: Node, record: NodeRecord, ok: bool) -> None:

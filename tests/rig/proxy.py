@@ -18,6 +18,8 @@ from typing import Any
 from swarmproxy.local_nodes import DockerNode, free_port, run_docker
 
 READY_TIMEOUT = 30.0
+# Every rig proxy's admin API asks for this bearer token.
+ADMIN_TOKEN = "rig-admin-token"
 
 
 class ProxyStartError(RuntimeError):
@@ -72,6 +74,7 @@ class Proxy:
         process: subprocess.Popen[bytes],
         prefix: str,
         tls: ListenerTLS | None = None,
+        admin_port: int = 0,
     ) -> None:
         self.workdir = workdir
         self.prefix = prefix
@@ -80,6 +83,7 @@ class Proxy:
         self.tls = tls
         self.address = f"tcp://127.0.0.1:{port}"
         self.log_path = workdir / "proxy.log"
+        self.admin_address = f"tcp://127.0.0.1:{admin_port}"
 
     @classmethod
     def start(
@@ -101,11 +105,13 @@ class Proxy:
             node_table(n, i, (node_tls or {}).get(n.name)) for i, n in enumerate(nodes, start=1)
         )
         listen = [f"tcp://127.0.0.1:{port}"]
+        admin_port = free_port()
         if unix_socket is not None:
             listen.append(f"unix://{unix_socket}")
         config = workdir / "config.toml"
         config.write_text(
             f'[server]\nlisten = {json.dumps(listen)}\nname = "rig-proxy"\n\n'
+            f'[admin]\nlisten = ["tcp://127.0.0.1:{admin_port}"]\ntoken = "{ADMIN_TOKEN}"\n\n'
             f'[storage]\nurl = "{storage_url}"\nprefix = "{prefix}"\n\n'
             f"{tls.toml() if tls else ''}"
             f"[health]\ninterval = 1.0\n\n{extra_toml}\n{node_tables}"
@@ -118,7 +124,7 @@ class Proxy:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        proxy = cls(workdir, port, process, prefix, tls)
+        proxy = cls(workdir, port, process, prefix, tls, admin_port)
         proxy._wait_ready()
         return proxy
 
@@ -193,6 +199,36 @@ class Proxy:
     def json(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         status, _, payload = self.request(method, path, body)
         return status, json.loads(payload) if payload else None
+
+    def node_cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`swarmproxy node …` against this proxy's admin API."""
+        command = [sys.executable, "-m", "swarmproxy", "node", "--admin", self.admin_address]
+        result = subprocess.run(
+            [*command, "--token", ADMIN_TOKEN, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={k: v for k, v in os.environ.items() if not k.startswith("SWARMPROXY_")},
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"swarmproxy node {' '.join(args)}: {result.stderr}")
+        return result
+
+    def admin(
+        self, method: str, path: str, body: Any = None, token: str = ADMIN_TOKEN
+    ) -> tuple[int, Any]:
+        """A request to the admin API; its status and JSON answer."""
+        host, _, port = self.admin_address.removeprefix("tcp://").rpartition(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            data = None if body is None else json.dumps(body).encode()
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+            return response.status, json.loads(payload) if payload else None
+        finally:
+            conn.close()
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -1,0 +1,183 @@
+"""The admin API, on its own listener: the cluster's nodes, for operators and `swarmproxy
+node`. Everything is JSON under /swarmproxy/v1; errors are `{"message": ...}` as in the
+Docker API. With `[admin] token`, every request needs `Authorization: Bearer <token>`.
+
+    GET    /swarmproxy/v1/nodes[?label=k=v…][&all=1]   nodes (drained ones with all=1)
+    POST   /swarmproxy/v1/nodes                        register {address, name, labels}
+    POST   /swarmproxy/v1/nodes/unregister             unregister {"nodes": [...]}
+    GET    /swarmproxy/v1/nodes/{node}                 one node (by name or address)
+    PATCH  /swarmproxy/v1/nodes/{node}                 {"labels": {k: v, or null to drop}}
+    DELETE /swarmproxy/v1/nodes/{node}                 unregister one
+    POST   /swarmproxy/v1/nodes/{node}/drain|enable    take no new containers, or again
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from swarmproxy.api import middleware
+from swarmproxy.api.context import CLUSTER, json_response
+from swarmproxy.cluster import Cluster, Node
+from swarmproxy.config import AdminConfig, ConfigError, node_from_table
+from swarmproxy.errors import BadRequest
+from swarmproxy.storage import NodeRecord
+
+PREFIX = "/swarmproxy/v1"
+TOKEN = web.AppKey("admin-token", str)
+
+
+def _when(seconds: float) -> str:
+    """RFC 3339 in UTC, or "" for never."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds)) if seconds else ""
+
+
+def node_view(node: Node) -> dict[str, Any]:
+    health = node.health
+    return {
+        "Name": node.name,
+        "Address": node.address,
+        "Status": str(health.status),
+        "CreationStatus": node.creation_status,
+        "Labels": node.labels,
+        "Containers": node.info.get("Containers", 0),
+        "Failures": health.failures,
+        "LastError": health.last_error,
+        "LastErrorAt": _when(health.last_error_at),
+        "LastSuccessAt": _when(health.last_success_at),
+        "DisabledUntil": _when(health.disabled_until),
+    }
+
+
+@web.middleware
+async def bearer_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    token = request.app[TOKEN]
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return middleware.error_response(401, "unauthorized: a valid bearer token is needed")
+    return await handler(request)
+
+
+def _cluster(request: web.Request) -> Cluster:
+    return request.app[CLUSTER]
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _views(cluster: Cluster, records: list[NodeRecord]) -> list[dict[str, Any]]:
+    addresses = {r.address for r in records}
+    return [node_view(n) for n in cluster.nodes if n.address in addresses]
+
+
+async def list_nodes(request: web.Request) -> web.Response:
+    cluster = _cluster(request)
+    labels: dict[str, str] = {}
+    for label in request.query.getall("label", []):
+        key, sep, value = label.partition("=")
+        if not sep or not key:
+            raise BadRequest(f"label {label!r} is not key=value")
+        labels[key] = value
+    unfiltered = request.query.get("all", "") in ("1", "true", "yes")
+    if unfiltered:
+        records = await cluster.unfiltered_nodes_for_metadata(labels)
+    else:
+        records = await cluster.nodes_for_metadata(labels)
+    return json_response(_views(cluster, records))
+
+
+async def register(request: web.Request) -> web.Response:
+    body = await _body(request)
+    try:
+        table = node_from_table(body, "node")
+    except ConfigError as e:
+        raise BadRequest(str(e)) from None
+    if table.tls is not None:
+        # Not kept in the node's record yet, so other replicas could not reach the node.
+        raise BadRequest("node TLS settings can only be given in the config file for now")
+    node = await _cluster(request).register(table.address, table.name, table.labels)
+    return json_response(node_view(node), 201)
+
+
+async def get_node(request: web.Request) -> web.Response:
+    return json_response(node_view(_cluster(request).find_node(request.match_info["node"])))
+
+
+async def update_labels(request: web.Request) -> web.Response:
+    body = await _body(request)
+    labels = body.get("labels")
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in labels.items()
+    ):
+        raise BadRequest('"labels" must be an object of strings (null drops a label)')
+
+    def change(record: NodeRecord) -> None:
+        for key, value in labels.items():
+            if value is None:
+                record.metadata.pop(key, None)
+            else:
+                record.metadata[key] = value
+
+    cluster = _cluster(request)
+    record = await cluster.atomic_update_node(request.match_info["node"], change)
+    return json_response(node_view(cluster.find_node(record.address)))
+
+
+async def unregister(request: web.Request) -> web.Response:
+    await _cluster(request).unregister(request.match_info["node"])
+    return web.Response(status=204)
+
+
+async def unregister_nodes(request: web.Request) -> web.Response:
+    refs = (await _body(request)).get("nodes")
+    if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs) or not refs:
+        raise BadRequest('"nodes" must be a list of node names or addresses')
+    await _cluster(request).unregister_nodes(refs)
+    return web.Response(status=204)
+
+
+async def drain(request: web.Request) -> web.Response:
+    cluster = _cluster(request)
+    record = await cluster.drain(request.match_info["node"])
+    return json_response(node_view(cluster.find_node(record.address)))
+
+
+async def enable(request: web.Request) -> web.Response:
+    cluster = _cluster(request)
+    record = await cluster.enable(request.match_info["node"])
+    return json_response(node_view(cluster.find_node(record.address)))
+
+
+async def not_found(request: web.Request) -> web.Response:
+    return middleware.error_response(404, "page not found")
+
+
+def make_admin_app(cluster: Cluster, admin: AdminConfig) -> web.Application:
+    app = web.Application(
+        middlewares=[middleware.request_log, middleware.docker_errors, bearer_token]
+    )
+    app[CLUSTER] = cluster
+    app[TOKEN] = admin.token
+    node = PREFIX + "/nodes/{node}"
+    app.router.add_get(PREFIX + "/nodes", list_nodes)
+    app.router.add_post(PREFIX + "/nodes", register)
+    app.router.add_post(PREFIX + "/nodes/unregister", unregister_nodes)
+    app.router.add_get(node, get_node)
+    app.router.add_patch(node, update_labels)
+    app.router.add_delete(node, unregister)
+    app.router.add_post(node + "/drain", drain)
+    app.router.add_post(node + "/enable", enable)
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    return app

@@ -1,0 +1,158 @@
+"""The node registry: which nodes make up the cluster, kept in storage so every proxy
+replica on one Redis serves the same ones. The seed's node calls, for the library and the
+admin API alike.
+
+A node registered or unregistered on one replica reaches the others at their next round of
+monitoring, when each one brings its set of nodes in step with the records.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from swarmproxy.cluster.healing import NodeHealing
+from swarmproxy.cluster.node import Node
+from swarmproxy.errors import Conflict, NotFound
+from swarmproxy.log import log_event
+from swarmproxy.storage import NodeRecord, Storage
+
+log = logging.getLogger("swarmproxy.cluster")
+
+# The seed's creation status of a drained node: it takes no new containers.
+DISABLED = "disabled"
+CREATED = "created"
+
+
+class NodeRegistry(abc.ABC):
+    """Mixed into Cluster, which provides the node set and its bookkeeping."""
+
+    storage: Storage
+    nodes: list[Node]
+    healing: NodeHealing
+
+    @abc.abstractmethod
+    def _add_node(self, node: Node) -> None:
+        """Start serving a node: health, monitoring, watching."""
+
+    @abc.abstractmethod
+    async def _drop_node(self, address: str) -> None:
+        """Stop serving a node."""
+
+    @abc.abstractmethod
+    async def check_node(self, node: Node) -> None:
+        """Ping a node, so that its status is known."""
+
+    def find_node(self, ref: str) -> Node:
+        """A node by its address or its name."""
+        for node in self.nodes:
+            if ref in (node.address, node.name):
+                return node
+        raise NotFound(f"no node {ref!r} in the cluster")
+
+    # --- the seed's calls -----------------------------------------------------------
+    async def register(
+        self, address: str, name: str = "", labels: Mapping[str, str] | None = None
+    ) -> Node:
+        """Add a node to the cluster (and to every replica's, through storage)."""
+        if any(n.address == address or (name and n.name == name) for n in self.nodes):
+            raise Conflict(f"node {name or address} is already registered")
+        record = NodeRecord(address=address, name=name or address, metadata=dict(labels or {}))
+        try:
+            await self.storage.store_node(record)
+        except ValueError:
+            raise Conflict(f"node {address} is already registered") from None
+        node = Node(record.name, address, dict(record.metadata))
+        self._add_node(node)
+        await self.check_node(node)
+        log_event(log, logging.INFO, "node registered", node=node.name, addr=address)
+        return node
+
+    async def unregister(self, ref: str) -> None:
+        await self.unregister_nodes([ref])
+
+    async def unregister_nodes(self, refs: Sequence[str]) -> None:
+        """Remove nodes (by address or name) from the cluster; all known, or none removed."""
+        nodes = [self.find_node(ref) for ref in refs]
+        await self.storage.remove_nodes([n.address for n in nodes])
+        for node in nodes:
+            await self._drop_node(node.address)
+            log_event(log, logging.INFO, "node unregistered", node=node.name, addr=node.address)
+
+    async def get_node(self, ref: str) -> NodeRecord:
+        node = self.find_node(ref)
+        record = await self.storage.retrieve_node(node.address)
+        if record is None:
+            raise NotFound(f"no node {ref!r} in the cluster")
+        return record
+
+    async def update_node(self, record: NodeRecord) -> None:
+        try:
+            await self.storage.update_node(record)
+        except KeyError:
+            raise NotFound(f"no node {record.address!r} in the cluster") from None
+        self._take_record(record)
+
+    async def atomic_update_node(
+        self, ref: str, change: Callable[[NodeRecord], None]
+    ) -> NodeRecord:
+        """Read, change and write a node's record under its healing lock, so that no other
+        replica's change (or health decision) is lost in between (the seed's
+        AtomicUpdateNode)."""
+        node = self.find_node(ref)
+        async with self.healing.held(node.address):
+            record = await self.get_node(node.address)
+            change(record)
+            await self.storage.update_node(record)
+        record.healing.locked_until = 0.0
+        self._take_record(record)
+        return record
+
+    async def drain(self, ref: str) -> NodeRecord:
+        """No new containers on the node; its containers go on being served."""
+        return await self.atomic_update_node(ref, _set_creation_status(DISABLED))
+
+    async def enable(self, ref: str) -> NodeRecord:
+        return await self.atomic_update_node(ref, _set_creation_status(CREATED))
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        """The nodes that take containers (the seed's Nodes): drained ones left out."""
+        return [r for r in await self.unfiltered_nodes() if r.creation_status != DISABLED]
+
+    async def unfiltered_nodes(self) -> list[NodeRecord]:
+        return await self.storage.retrieve_nodes()
+
+    async def nodes_for_metadata(self, metadata: Mapping[str, str]) -> list[NodeRecord]:
+        records = await self.unfiltered_nodes_for_metadata(metadata)
+        return [r for r in records if r.creation_status != DISABLED]
+
+    async def unfiltered_nodes_for_metadata(self, metadata: Mapping[str, str]) -> list[NodeRecord]:
+        return await self.storage.retrieve_nodes_by_metadata(dict(metadata))
+
+    # --- keeping in step ------------------------------------------------------------
+    async def sync_nodes(self, records: Sequence[NodeRecord]) -> None:
+        """Serve exactly the registered nodes: those another replica added, and not those
+        another replica removed."""
+        registered = {r.address: r for r in records}
+        for record in records:
+            if not any(n.address == record.address for n in self.nodes):
+                self._add_node(Node(record.name, record.address, dict(record.metadata)))
+                log_event(log, logging.INFO, "node joined", node=record.name, addr=record.address)
+        for node in [n for n in self.nodes if n.address not in registered]:
+            await self._drop_node(node.address)
+            log_event(log, logging.INFO, "node left", node=node.name, addr=node.address)
+
+    def _take_record(self, record: NodeRecord) -> None:
+        with contextlib.suppress(NotFound):
+            node = self.find_node(record.address)
+            node.labels = dict(record.metadata)
+            node.creation_status = record.creation_status
+
+
+def _set_creation_status(status: str) -> Callable[[NodeRecord], None]:
+    def change(record: NodeRecord) -> None:
+        record.creation_status = status
+
+    return change

@@ -1,0 +1,106 @@
+"""`swarmproxy node …`: the cluster's nodes, through the admin API of a running proxy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from swarmproxy.admin_client import DEFAULT_ADMIN, AdminClient, AdminError
+
+NODES = "/swarmproxy/v1/nodes"
+COLUMNS = ("NAME", "ADDRESS", "STATUS", "CONTAINERS", "LAST SUCCESS", "LAST ERROR", "LABELS")
+
+
+def add_parser(commands: Any) -> None:
+    node = commands.add_parser("node", help="list and manage the nodes of a running proxy")
+    node.add_argument(
+        "--admin",
+        default=os.environ.get("SWARMPROXY_ADMIN", DEFAULT_ADMIN),
+        metavar="ADDR",
+        help=f"the proxy's admin listener (default $SWARMPROXY_ADMIN or {DEFAULT_ADMIN})",
+    )
+    node.add_argument(
+        "--token",
+        default=os.environ.get("SWARMPROXY_ADMIN_TOKEN", ""),
+        help="the admin API's bearer token (default $SWARMPROXY_ADMIN_TOKEN)",
+    )
+    actions = node.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ls = actions.add_parser("ls", help="every node with its status")
+    ls.add_argument("--label", action="append", default=[], metavar="K=V", help="filter")
+    ls.add_argument("--json", action="store_true", help="the admin API's JSON")
+    add = actions.add_parser("add", help="register a node")
+    add.add_argument("address", help="tcp://HOST:PORT or unix:///PATH")
+    add.add_argument("--name", default="")
+    add.add_argument("--label", action="append", default=[], metavar="K=V")
+    rm = actions.add_parser("rm", help="unregister nodes")
+    rm.add_argument("nodes", nargs="+", metavar="NODE", help="name or address")
+    update = actions.add_parser("update", help="set or drop labels, in one atomic change")
+    update.add_argument("node", metavar="NODE")
+    update.add_argument("--label", action="append", default=[], metavar="K=V", help="set")
+    update.add_argument("--label-rm", action="append", default=[], metavar="K", help="drop")
+    for action, what in (("drain", "take no new containers"), ("enable", "take them again")):
+        actions.add_parser(action, help=what).add_argument("node", metavar="NODE")
+
+
+def _labels(pairs: Sequence[str]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise AdminError(f"label {pair!r} is not K=V")
+        labels[key] = value
+    return labels
+
+
+def _table(nodes: list[dict[str, Any]]) -> str:
+    rows = [COLUMNS] + [
+        (
+            n["Name"],
+            n["Address"],
+            n["Status"] + (", drained" if n["CreationStatus"] == "disabled" else ""),
+            str(n["Containers"]),
+            n["LastSuccessAt"] or "-",
+            n["LastError"] or "-",
+            ",".join(f"{k}={v}" for k, v in sorted(n["Labels"].items())) or "-",
+        )
+        for n in nodes
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    return "\n".join(
+        "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _call(client: AdminClient, args: argparse.Namespace) -> Any:
+    node = f"{NODES}/{getattr(args, 'node', '')}"
+    if args.action == "ls":
+        query = "&".join(["all=1", *(f"label={label}" for label in args.label)])
+        return client.call("GET", f"{NODES}?{query}")
+    if args.action == "add":
+        body = {"address": args.address, "name": args.name, "labels": _labels(args.label)}
+        return client.call("POST", NODES, body)
+    if args.action == "rm":
+        return client.call("POST", f"{NODES}/unregister", {"nodes": args.nodes})
+    if args.action == "update":
+        labels: dict[str, str | None] = {**_labels(args.label)}
+        labels.update(dict.fromkeys(args.label_rm))
+        return client.call("PATCH", node, {"labels": labels})
+    return client.call("POST", f"{node}/{args.action}")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        answer = _call(AdminClient(args.admin, args.token), args)
+    except AdminError as e:
+        print(f"swarmproxy: {e}", file=sys.stderr)
+        return 1
+    if args.action == "ls":
+        print(json.dumps(answer, indent=2) if args.json else _table(answer))
+    elif isinstance(answer, dict):
+        print(_table([answer]))
+    return 0
