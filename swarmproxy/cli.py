@@ -88,11 +88,18 @@ def build_config(args: argparse.Namespace) -> Config:
             f"(known: {', '.join(sorted(STRATEGIES))})",
         )
     from swarmproxy.cluster.healer import load_healer
+    from swarmproxy.cluster.hooks import EVENTS, load_hook
 
     try:
         load_healer(config.health.healer)
     except ValueError as e:
         raise ConfigError("health.healer", str(e)) from None
+    for event in EVENTS:
+        for spec in getattr(config.hooks, event):
+            try:
+                load_hook(spec)
+            except ValueError as e:
+                raise ConfigError(f"hooks.{event}", str(e)) from None
     if not config.nodes:
         raise ConfigError("nodes", "no node given: add [[nodes]] to the config or --node")
     return config

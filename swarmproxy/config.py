@@ -103,6 +103,14 @@ class ImagesConfig:
 
 
 @dataclass
+class HooksConfig:
+    # Import paths ("package.module:function") of the functions run before each event.
+    before_container_create: list[str] = field(default_factory=list)
+    before_node_register: list[str] = field(default_factory=list)
+    before_node_unregister: list[str] = field(default_factory=list)
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     format: str = "text"
@@ -116,6 +124,7 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
     log: LogConfig = field(default_factory=LogConfig)
     nodes: list[NodeConfig] = field(default_factory=list)
 
@@ -127,9 +136,13 @@ _SECTIONS: dict[str, type[Any]] = {
     "scheduler": SchedulerConfig,
     "health": HealthConfig,
     "images": ImagesConfig,
+    "hooks": HooksConfig,
     "log": LogConfig,
 }
 _LIST_KEYS = {("server", "listen"), ("admin", "listen")}
+# Lists of import paths ("package.module:name"), checked when the cluster loads them.
+_PATH_LIST_KEYS = {("hooks", key) for key in HooksConfig.__dataclass_fields__}
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 # Lists that may be empty: no admin listener unless one is asked for.
 _MAY_BE_EMPTY = {("admin", "listen")}
 _FLOAT_KEYS = {
@@ -216,6 +229,14 @@ def _value(section: str, key: str, value: Any) -> Any:
             raise ConfigError(name, "needs at least one address")
         for address in value:
             _check_address(name, address)
+        return value
+    if (section, key) in _PATH_LIST_KEYS:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(
+            isinstance(v, str) and _IMPORT_PATH.fullmatch(v) for v in value
+        ):
+            raise ConfigError(name, 'must be a list of "package.module:function"')
         return value
     if (section, key) in _FLOAT_KEYS:
         if (
@@ -337,7 +358,7 @@ def _table(parent: dict[str, Any], key: str, name: str) -> dict[str, Any]:
 
 
 def _env_value(section: str, key: str, text: str) -> Any:
-    if (section, key) in _LIST_KEYS:
+    if (section, key) in _LIST_KEYS | _PATH_LIST_KEYS:
         if text.lstrip().startswith("["):
             try:
                 return json.loads(text)

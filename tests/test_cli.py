@@ -297,6 +297,22 @@ def test_build_config_loads_the_healer_it_names(tmp_path: Path) -> None:
     assert "cannot be loaded" in str(info.value)
 
 
+def test_build_config_loads_the_hooks_it_names(tmp_path: Path) -> None:
+    good = write(
+        tmp_path, '[hooks]\nbefore_container_create = ["tests.hooks_for_tests:avoid_node_1"]\n'
+    )
+    assert build_config(args("--config", str(good), "--node", "tcp://a:1")).hooks
+    for text, problem in (
+        ('before_node_register = ["no.such:hook"]', "cannot be loaded"),
+        ('before_node_register = "not a path"', 'must be a list of "package.module:function"'),
+    ):
+        bad = write(tmp_path, f"[hooks]\n{text}\n")
+        with pytest.raises(ConfigError) as info:
+            build_config(args("--config", str(bad), "--node", "tcp://a:1"))
+        assert info.value.key == "hooks.before_node_register"
+        assert problem in str(info.value)
+
+
 def test_listen_accepts_ipv6_and_rejects_bad_ports() -> None:
     config = build_config(args("--node", "tcp://a:1", "--listen", "tcp://[::1]:2375"))
     assert config.server.listen == ["tcp://[::1]:2375"]

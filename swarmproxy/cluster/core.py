@@ -23,6 +23,7 @@ from swarmproxy.cluster.healer import BackoffHealer, Healer, load_healer
 from swarmproxy.cluster.healing import NodeHealing
 from swarmproxy.cluster.healing import apply as apply_health
 from swarmproxy.cluster.health import Listener
+from swarmproxy.cluster.hooks import EVENTS, Hook, HookRefused, Hooks, load_hook
 from swarmproxy.cluster.images import ImageOperations
 from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.registry import NodeRegistry
@@ -104,6 +105,7 @@ class Cluster(ImageOperations, NodeRegistry):
         self.scheduler = scheduler
         self.health_config = health or HealthConfig()
         self.healing = NodeHealing(storage, healer or BackoffHealer())
+        self.hooks = Hooks()
         # Decisions about nodes' health under way, run beside the requests that caused them.
         self._background: set[asyncio.Task[None]] = set()
         # Per node, the task that follows its destroy events; started with the cluster.
@@ -122,7 +124,11 @@ class Cluster(ImageOperations, NodeRegistry):
         storage = open_storage(config.storage.url, config.storage.prefix)
         scheduler = make_scheduler(config.scheduler.strategy)
         healer = load_healer(config.health.healer)
-        return cls(nodes, storage, scheduler, config.health, config.images, healer)
+        cluster = cls(nodes, storage, scheduler, config.health, config.images, healer)
+        for event in EVENTS:
+            for spec in getattr(config.hooks, event):
+                cluster.add_hook(event, load_hook(spec))
+        return cluster
 
     # --- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -201,18 +207,18 @@ class Cluster(ImageOperations, NodeRegistry):
                 await response.read()
             stale = time.monotonic() - node.described_at > DESCRIBE_SECONDS
             if not was_ready or not node.api_version or stale:
-                version = await node.client.version(timeout)
-                node.info = await node.client.info(timeout)
-                node.described_at = time.monotonic()
+                await self._describe(node, timeout)
         except (NodeUnavailable, *TRANSPORT_ERRORS) as e:
             if was_ready:
                 log_event(log, logging.WARNING, "node down", node=node.name, error=str(e))
-            return
-        else:
-            if not was_ready or not node.api_version or stale:
-                node.api_version = version.get("ApiVersion", "")
-                node.min_api_version = version.get("MinAPIVersion", "")
-                node.engine_version = version.get("Version", "")
+
+    async def _describe(self, node: Node, timeout: float) -> None:
+        version = await node.client.version(timeout)
+        node.info = await node.client.info(timeout)
+        node.described_at = time.monotonic()
+        node.api_version = version.get("ApiVersion", "")
+        node.min_api_version = version.get("MinAPIVersion", "")
+        node.engine_version = version.get("Version", "")
 
     async def refresh_health(self) -> None:
         """Take the registered nodes, and every node's shared health, from storage, as
@@ -461,7 +467,23 @@ class Cluster(ImageOperations, NodeRegistry):
             # A container can only start where its image is: until images are copied to the
             # node the scheduler would rather pick, the image's holders are the candidates.
             candidates = await self.schedule_image_nodes(image, candidates)
-        return await self.scheduler.select(candidates, request)
+        refusals: list[str] = []
+        while candidates:
+            node = await self.scheduler.select(candidates, request)
+            try:
+                await self.hooks.run("before_container_create", node, request)
+            except HookRefused as e:
+                # The hook said no to this node, not to the container: try another.
+                log_event(log, logging.INFO, "placement refused", node=node.name, why=e.message)
+                refusals.append(f"{node.name}: {e.message}")
+                candidates = [c for c in candidates if c is not node]
+                continue
+            return node
+        raise NoNodeAvailable("no node accepted the container: " + "; ".join(refusals))
+
+    def add_hook(self, event: str, hook: Hook) -> None:
+        """Run `hook` before `event` (see cluster.hooks)."""
+        self.hooks.add(event, hook)
 
     async def container_created(
         self, container_id: str, node: Node, claim: NameClaim | None

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 
 from swarmproxy.cluster.healing import NodeHealing
+from swarmproxy.cluster.hooks import Hooks
 from swarmproxy.cluster.node import Node
 from swarmproxy.errors import Conflict, NotFound
 from swarmproxy.log import log_event
@@ -32,6 +33,7 @@ class NodeRegistry(abc.ABC):
     storage: Storage
     nodes: list[Node]
     healing: NodeHealing
+    hooks: Hooks
 
     @abc.abstractmethod
     def _add_node(self, node: Node) -> None:
@@ -56,15 +58,17 @@ class NodeRegistry(abc.ABC):
     async def register(
         self, address: str, name: str = "", labels: Mapping[str, str] | None = None
     ) -> Node:
-        """Add a node to the cluster (and to every replica's, through storage)."""
+        """Add a node to the cluster (and to every replica's, through storage); the
+        `before_node_register` hooks may change its record first, or refuse it."""
         if any(n.address == address or (name and n.name == name) for n in self.nodes):
             raise Conflict(f"node {name or address} is already registered")
         record = NodeRecord(address=address, name=name or address, metadata=dict(labels or {}))
+        await self.hooks.run("before_node_register", record)
         try:
             await self.storage.store_node(record)
         except ValueError:
             raise Conflict(f"node {address} is already registered") from None
-        node = Node(record.name, address, dict(record.metadata))
+        node = Node(record.name, record.address, dict(record.metadata))
         self._add_node(node)
         await self.check_node(node)
         log_event(log, logging.INFO, "node registered", node=node.name, addr=address)
@@ -74,8 +78,11 @@ class NodeRegistry(abc.ABC):
         await self.unregister_nodes([ref])
 
     async def unregister_nodes(self, refs: Sequence[str]) -> None:
-        """Remove nodes (by address or name) from the cluster; all known, or none removed."""
+        """Remove nodes (by address or name) from the cluster: all of them, or none when one
+        is unknown or a `before_node_unregister` hook refuses one."""
         nodes = [self.find_node(ref) for ref in refs]
+        for node in nodes:
+            await self.hooks.run("before_node_unregister", await self.get_node(node.address))
         await self.storage.remove_nodes([n.address for n in nodes])
         for node in nodes:
             await self._drop_node(node.address)

@@ -1,0 +1,21 @@
+"""Hooks that the tests name in a proxy's config ([hooks]), as a user's module would be."""
+
+from __future__ import annotations
+
+from swarmproxy.cluster import Node
+from swarmproxy.scheduler import SchedulingRequest
+from swarmproxy.storage import NodeRecord
+
+
+def avoid_node_1(node: Node, request: SchedulingRequest) -> None:
+    if node.name == "node-1":
+        raise RuntimeError("node-1 is kept for other work")
+
+
+def keep_pinned(record: NodeRecord) -> None:
+    if record.metadata.get("pinned") == "yes":
+        raise RuntimeError(f"{record.name} is pinned")
+
+
+async def mark_registered(record: NodeRecord) -> None:
+    record.metadata["registered-by"] = "hook"

@@ -1,0 +1,52 @@
+"""Hooks named in the config of a real proxy, in front of the real nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from swarmproxy.local_nodes import DockerNode
+from tests.rig.proxy import Proxy
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+HOOKS = """[hooks]
+before_container_create = ["tests.hooks_for_tests:avoid_node_1"]
+before_node_register = ["tests.hooks_for_tests:mark_registered"]
+before_node_unregister = ["tests.hooks_for_tests:keep_pinned"]
+"""
+
+
+@pytest.fixture
+def hooked(nodes: list[DockerNode], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    proxy = Proxy.start(tmp_path_factory.mktemp("hooked"), nodes, extra_toml=HOOKS)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+        for node in nodes:
+            node.remove_all_containers()
+
+
+def test_a_hook_changes_placement(hooked: Proxy, nodes: list[DockerNode]) -> None:
+    created = [hooked.docker("create", "busybox", "true").stdout.strip() for _ in range(6)]
+    assert not set(created) & nodes[0].container_ids()
+    assert len(set(created) & (nodes[1].container_ids() | nodes[2].container_ids())) == 6
+    assert 'event="placement refused" node=node-1' in hooked.log_path.read_text()
+
+
+def test_hooks_refuse_an_unregistration_and_change_a_registration(
+    hooked: Proxy, nodes: list[DockerNode]
+) -> None:
+    hooked.node_cli("update", "node-2", "--label", "pinned=yes")
+    refused = hooked.node_cli("rm", "node-2", check=False)
+    assert refused.returncode == 1
+    assert "refused by hook keep_pinned: node-2 is pinned" in refused.stderr
+    assert "node-2" in hooked.node_cli("ls").stdout
+
+    hooked.node_cli("rm", "node-3")
+    assert "node-3" not in hooked.node_cli("ls").stdout
+    hooked.node_cli("add", nodes[2].tcp_address, "--name", "node-3")
+    status, answer = hooked.admin("GET", "/swarmproxy/v1/nodes/node-3")
+    assert status == 200 and answer["Labels"] == {"registered-by": "hook"}
