@@ -70,8 +70,10 @@ class NodeUnavailable(DockerError):
 
     status = 502
 
-    def __init__(self, node_name: str, address: str, reason: str) -> None:
-        super().__init__(f"node {node_name} ({address}) is unavailable: {reason}")
+    def __init__(self, node_name: str, address: str, reason: str, operation: str = "") -> None:
+        # The seed's DockerNodeError: the node, and what was asked of it when it failed.
+        during = f" (in {operation})" if operation else ""
+        super().__init__(f"node {node_name} ({address}) is unavailable: {reason}{during}")
         self.node_name = node_name
 
 

@@ -37,6 +37,15 @@ KEEPALIVE_SECONDS = 30.0
 CONNECT_TIMEOUT = 10.0
 
 
+def operation(method: str, path: str) -> str:
+    """What was asked of a node, for its errors: `GET /containers/abc/logs` (no query)."""
+    return f"{method} {path.partition('?')[0]}"
+
+
+def operation_of(response: aiohttp.ClientResponse) -> str:
+    return operation(response.method, response.url.path)
+
+
 class BodyFailed(Exception):
     """The body being sent could not be read from its own source (a client that cut its
     upload): the sender's fault, not the node's."""
@@ -84,12 +93,14 @@ class NodeClient:
         )
         self.docker = aiodocker.Docker(url=self.base_url, connector=connector, session=self.session)
 
-    def unavailable(self, error: BaseException) -> NodeUnavailable:
+    def unavailable(self, error: BaseException, operation: str = "") -> NodeUnavailable:
+        """The node failed `operation` (`GET /containers/…/logs`): counted on its health,
+        and named in the error."""
         reason = str(error) or type(error).__name__
         # aiohttp chains what broke a streamed request body as the failure's cause.
         if not isinstance(error.__cause__, BodyFailed):
             self.health.record_failure(reason)
-        return NodeUnavailable(self.name, self.address, reason)
+        return NodeUnavailable(self.name, self.address, reason, operation)
 
     @asynccontextmanager
     async def request(
@@ -113,7 +124,7 @@ class NodeClient:
                 timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT),
             )
         except TRANSPORT_ERRORS as e:
-            raise self.unavailable(e) from e
+            raise self.unavailable(e, operation(method, path)) from e
         self.health.record_success()
         try:
             yield response
@@ -128,7 +139,7 @@ class NodeClient:
             try:
                 return response.status, await response.json(content_type=None)
             except TRANSPORT_ERRORS as e:
-                raise self.unavailable(e) from e
+                raise self.unavailable(e, operation_of(response)) from e
 
     async def inspect_field(self, container_id: str, field: str) -> str:
         """One field of a container's inspect, or "" when the node cannot say."""
@@ -138,8 +149,9 @@ class NodeClient:
             return ""
         return str(body.get(field, "")) if status == 200 else ""
 
-    async def open_raw(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A fresh connection for a hijacked stream: it never goes back to the pool."""
+    async def open_raw(self, purpose: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A fresh connection for a hijacked stream (`purpose`, its request): it never goes
+        back to the pool."""
         try:
             if self.socket_path is not None:
                 return await asyncio.wait_for(
@@ -155,7 +167,7 @@ class NodeClient:
                 asyncio.open_connection(self.host, self.port), CONNECT_TIMEOUT
             )
         except TRANSPORT_ERRORS as e:
-            raise self.unavailable(e) from e
+            raise self.unavailable(e, purpose) from e
 
     async def version(self, timeout: float) -> dict[str, Any]:
         try:
@@ -163,7 +175,7 @@ class NodeClient:
                 result: dict[str, Any] = await self.docker.version()
         except (aiodocker.DockerError, *TRANSPORT_ERRORS, ValueError, TypeError, KeyError) as e:
             # Not the daemon's JSON either: the node is at fault, whatever it is.
-            raise self.unavailable(e) from e
+            raise self.unavailable(e, "GET /version") from e
         self.health.record_success()
         return result
 
@@ -173,7 +185,7 @@ class NodeClient:
                 result: dict[str, Any] = dict(await self.docker.system.info())
         except (aiodocker.DockerError, *TRANSPORT_ERRORS, ValueError, TypeError, KeyError) as e:
             # Not the daemon's JSON either: the node is at fault, whatever it is.
-            raise self.unavailable(e) from e
+            raise self.unavailable(e, "GET /info") from e
         self.health.record_success()
         return result
 

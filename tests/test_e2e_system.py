@@ -84,6 +84,8 @@ def test_a_node_that_goes_away(
         status, body = proxy.json("GET", f"/containers/{placed[doomed.name]}/json")
         assert status == 502
         assert doomed.name in body["message"] and doomed.tcp_address in body["message"]
+        # The seed's DockerNodeError: what was asked of the node, too.
+        assert body["message"].endswith(f"(in GET /containers/{placed[doomed.name]}/json)")
         listed = proxy.docker("ps", "-q", "--no-trunc").stdout.split()
         assert listed == [placed[nodes[0].name]]
         for _ in range(2):

@@ -3,15 +3,20 @@ nodes here are never called)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
+from aiohttp import web
 
-from swarmproxy.cluster import Node
+from swarmproxy.cluster import Cluster, Node
 from swarmproxy.cluster.healer import BackoffHealer, load_healer
 from swarmproxy.cluster.healing import NodeHealing
 from swarmproxy.cluster.health import NodeHealth, NodeStatus
+from swarmproxy.config import HealthConfig
+from swarmproxy.scheduler import make_scheduler
 from swarmproxy.storage import MemoryStorage, NodeRecord
+from tests.rig.simulated import simulated_node
 
 
 class FlatHealer:
@@ -110,3 +115,36 @@ async def test_a_node_locked_by_another_replica_is_left_to_it() -> None:
     await NodeHealing(storage, BackoffHealer()).decide(node, ok=False, error="reset")
     record = await storage.retrieve_node(node.address)
     assert record is not None and record.failures == 0
+
+
+async def test_monitoring_starts_and_stops_from_the_library() -> None:
+    """A SIMULATED node (an aiohttp server answering /_ping) pinged each interval while
+    monitoring runs, and no more once it is stopped."""
+    pings: list[float] = []
+
+    async def daemon(request: web.Request) -> web.StreamResponse:
+        if request.path == "/_ping":
+            pings.append(time.monotonic())
+            return web.Response(text="OK")
+        if request.path == "/version":
+            return web.json_response({"ApiVersion": "1.41", "MinAPIVersion": "1.12"})
+        return web.json_response({"Containers": 0})
+
+    async with simulated_node("node-1", daemon) as node:
+        cluster = Cluster(
+            [node], MemoryStorage(), make_scheduler("round-robin"), HealthConfig(interval=0.1)
+        )
+        await cluster.start()
+        try:
+            assert node.health.status is NodeStatus.READY
+            await asyncio.sleep(0.35)
+            assert len(pings) >= 3
+            await cluster.stop_monitoring()
+            stopped = len(pings)
+            await asyncio.sleep(0.3)
+            assert len(pings) == stopped
+            cluster.start_monitoring()
+            await asyncio.sleep(0.25)
+            assert len(pings) > stopped
+        finally:
+            await cluster.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.streams import Inactive, Tee, chunks, lines
@@ -74,6 +75,11 @@ class FakeContent:
 
 
 class FakeResponse:
+    """What `chunks` reads of an aiohttp response: its body, and the request it answers."""
+
+    method = "POST"
+    url = URL("http://127.0.0.1:1/v1.41/images/load?quiet=1")
+
     def __init__(self, script: list[bytes | BaseException | float]) -> None:
         self.content = FakeContent(script)
 
@@ -128,6 +134,7 @@ async def test_chunks_turn_transport_errors_into_node_unavailable(
         await collect(chunks(node, response(b"ab", error), inactivity=0.3))
     assert caught.value.node_name == "node-1"
     assert "node node-1 (tcp://127.0.0.1:1) is unavailable" in caught.value.message
+    assert caught.value.message.endswith("(in POST /v1.41/images/load)")
     assert caught.value.__cause__ is error
     assert node.health.failures == 1
     assert node.health.last_error

@@ -20,7 +20,7 @@ from swarmproxy.api.context import target_of
 from swarmproxy.api.forward import HOP_BY_HOP, NODE_KEY, filtered, forward
 from swarmproxy.cluster.node import Node
 from swarmproxy.log import log_event
-from swarmproxy.node_client import TRANSPORT_ERRORS
+from swarmproxy.node_client import TRANSPORT_ERRORS, operation
 
 log = logging.getLogger("swarmproxy.hijack")
 
@@ -162,7 +162,7 @@ async def hijacked_stream(request: web.Request) -> web.StreamResponse:
 
 async def hijack(request: web.Request, node: Node, path: str) -> web.StreamResponse:
     body = await request.read()
-    reader, writer = await node.client.open_raw()
+    reader, writer = await node.client.open_raw(operation(request.method, path))
     try:
         writer.write(_request_head(request, path, len(body)) + body)
         await writer.drain()
@@ -176,7 +176,7 @@ async def hijack(request: web.Request, node: Node, path: str) -> web.StreamRespo
         ValueError,
     ) as e:
         writer.close()
-        raise node.client.unavailable(e) from e
+        raise node.client.unavailable(e, operation(request.method, path)) from e
     except BaseException:
         writer.close()
         raise

@@ -111,10 +111,10 @@ class Cluster(ImageOperations, NodeRegistry):
         # Per node, the task that follows its destroy events; started with the cluster.
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._started = False
+        self._monitor: asyncio.Task[None] | None = None
         for node in nodes:
             self._add_node(node)
         self.images_config = images or ImagesConfig()
-        self._tasks: list[asyncio.Task[None]] = []
         # Per container being renamed: its lock, and how many renames hold or await it.
         self._renames: dict[str, tuple[asyncio.Lock, int]] = {}
 
@@ -145,7 +145,19 @@ class Cluster(ImageOperations, NodeRegistry):
         self._started = True
         for node in self.nodes:
             self._watch(node)
-        self._tasks.append(asyncio.create_task(self._monitor_loop(), name="node-health"))
+        self.start_monitoring()
+
+    def start_monitoring(self) -> None:
+        """Ping every node each `health.interval` (started with the cluster)."""
+        if self._monitor is None or self._monitor.done():
+            self._monitor = asyncio.create_task(self._monitor_loop(), name="node-health")
+
+    async def stop_monitoring(self) -> None:
+        """No more pings: nodes keep the status they have until monitoring starts again."""
+        if self._monitor is not None:
+            self._monitor.cancel()
+            await asyncio.gather(self._monitor, return_exceptions=True)
+            self._monitor = None
 
     def _watch(self, node: Node) -> None:
         task = asyncio.create_task(
@@ -172,7 +184,8 @@ class Cluster(ImageOperations, NodeRegistry):
         await node.client.close()
 
     async def close(self) -> None:
-        tasks = [*self._tasks, *self._background, *self._watchers.values()]
+        await self.stop_monitoring()
+        tasks = [*self._background, *self._watchers.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

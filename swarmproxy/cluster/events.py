@@ -15,7 +15,7 @@ import aiohttp
 from swarmproxy.cluster.core import Cluster
 from swarmproxy.cluster.node import Node
 from swarmproxy.errors import DockerError, NodeUnavailable, NoNodeAvailable, node_message
-from swarmproxy.node_client import TRANSPORT_ERRORS
+from swarmproxy.node_client import TRANSPORT_ERRORS, operation_of
 
 
 def tag_event(line: bytes, node: Node) -> bytes:
@@ -118,7 +118,7 @@ class MergedEvents:
                 if line.strip():
                     yield tag_event(line, node)
         except (*TRANSPORT_ERRORS, ValueError) as e:
-            raise node.client.unavailable(e) from e
+            raise node.client.unavailable(e, operation_of(response)) from e
 
     async def close(self) -> None:
         await self._stack.aclose()

@@ -53,7 +53,7 @@ from swarmproxy.errors import (
     node_message,
 )
 from swarmproxy.log import log_event
-from swarmproxy.node_client import TRANSPORT_ERRORS
+from swarmproxy.node_client import TRANSPORT_ERRORS, operation_of
 from swarmproxy.scheduler import Scheduler, SchedulingRequest
 from swarmproxy.storage import ContainerRecord, ImageRecord, Storage
 from swarmproxy.tasks import shielded
@@ -323,7 +323,7 @@ class ImageOperations(abc.ABC):
             try:
                 body = await response.json(content_type=None)
             except TRANSPORT_ERRORS as e:
-                raise node.client.unavailable(e) from e
+                raise node.client.unavailable(e, operation_of(response)) from e
             if response.status != 200:
                 raise DockerError(node_message(body, response.status), response.status)
             return body
@@ -665,7 +665,7 @@ class ImageOperations(abc.ABC):
                 try:
                     body = await response.read()
                 except TRANSPORT_ERRORS as e:
-                    raise node.client.unavailable(e) from e
+                    raise node.client.unavailable(e, operation_of(response)) from e
             if response.status == 201:
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     await self.record_image(node, str(json.loads(body)["Id"]))

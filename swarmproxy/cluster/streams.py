@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 import aiohttp
 
 from swarmproxy.cluster.node import Node
-from swarmproxy.node_client import TRANSPORT_ERRORS, BodyFailed
+from swarmproxy.node_client import TRANSPORT_ERRORS, BodyFailed, operation_of
 
 CHUNK = 256 * 1024
 
@@ -34,7 +34,7 @@ async def chunks(
         except TimeoutError as e:
             raise Inactive(inactivity or 0) from e
         except TRANSPORT_ERRORS as e:
-            raise node.client.unavailable(e) from e
+            raise node.client.unavailable(e, operation_of(response)) from e
         if not chunk:
             return
         yield chunk

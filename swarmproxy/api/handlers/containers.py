@@ -14,7 +14,7 @@ from swarmproxy.api.forward import forward, relay, upstream_headers, upstream_pa
 from swarmproxy.cluster import Node
 from swarmproxy.cluster.listing import merge_containers
 from swarmproxy.errors import BadRequest
-from swarmproxy.node_client import TRANSPORT_ERRORS
+from swarmproxy.node_client import TRANSPORT_ERRORS, operation_of
 from swarmproxy.scheduler import SchedulingRequest
 from swarmproxy.tasks import shielded
 
@@ -64,7 +64,7 @@ async def _exchange(
                 try:
                     payload = await upstream.read()
                 except TRANSPORT_ERRORS as e:
-                    raise node.client.unavailable(e) from e
+                    raise node.client.unavailable(e, operation_of(upstream)) from e
                 replaced = await learn(upstream.status, payload)
         except BaseException:
             if on_error is not None:
