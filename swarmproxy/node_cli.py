@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from swarmproxy.admin_client import DEFAULT_ADMIN, AdminClient, AdminError
@@ -36,6 +37,12 @@ def add_parser(commands: Any) -> None:
     add.add_argument("address", help="tcp://HOST:PORT or unix:///PATH")
     add.add_argument("--name", default="")
     add.add_argument("--label", action="append", default=[], metavar="K=V")
+    for item, what in (
+        ("ca", "the CA that signed the node's certificate"),
+        ("cert", "the proxy's client certificate for the node"),
+        ("key", "the key of that certificate"),
+    ):
+        add.add_argument(f"--tls-{item}", metavar="FILE", help=f"{what} (PEM, read here)")
     rm = actions.add_parser("rm", help="unregister nodes")
     rm.add_argument("nodes", nargs="+", metavar="NODE", help="name or address")
     update = actions.add_parser("update", help="set or drop labels, in one atomic change")
@@ -54,6 +61,20 @@ def _labels(pairs: Sequence[str]) -> dict[str, str]:
             raise AdminError(f"label {pair!r} is not K=V")
         labels[key] = value
     return labels
+
+
+def _pems(args: argparse.Namespace) -> dict[str, str]:
+    """The TLS files, read on this host and sent as text: the proxy (and every replica of
+    it) may run elsewhere."""
+    pems = {}
+    for item in ("ca", "cert", "key"):
+        path = getattr(args, f"tls_{item}")
+        if path:
+            try:
+                pems[f"tls_{item}_pem"] = Path(path).read_text()
+            except (OSError, UnicodeDecodeError) as e:
+                raise AdminError(f"--tls-{item} {path}: {e}") from None
+    return pems
 
 
 def _table(nodes: list[dict[str, Any]]) -> str:
@@ -83,6 +104,7 @@ def _call(client: AdminClient, args: argparse.Namespace) -> Any:
         return client.call("GET", f"{NODES}?{query}")
     if args.action == "add":
         body = {"address": args.address, "name": args.name, "labels": _labels(args.label)}
+        body.update(_pems(args))
         return client.call("POST", NODES, body)
     if args.action == "rm":
         return client.call("POST", f"{NODES}/unregister", {"nodes": args.nodes})

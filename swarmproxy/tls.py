@@ -81,6 +81,17 @@ class NodeTLS:
             _load_pair(context, self.cert, self.key)
         return context
 
+    def pems(self) -> dict[str, str]:
+        """The PEM texts by item ("ca", "cert", "key"), as the node's record keeps them so
+        that every replica can reach the node, whatever files its own host has."""
+        items = (("ca", self.ca), ("cert", self.cert), ("key", self.key))
+        return {item: pem.text for item, pem in items if pem is not None}
+
+
+def node_tls_from_pems(pems: Mapping[str, str]) -> NodeTLS | None:
+    """The TLS a node's record keeps (see NodeTLS.pems); None for a plain node."""
+    return node_tls({f"tls_{item}_pem": text for item, text in pems.items()})
+
 
 @dataclass(frozen=True)
 class ServerTLS:

@@ -19,3 +19,8 @@ def keep_pinned(record: NodeRecord) -> None:
 
 async def mark_registered(record: NodeRecord) -> None:
     record.metadata["registered-by"] = "hook"
+
+
+def refuse_node_2(record: NodeRecord) -> None:
+    if record.name == "node-2":
+        raise RuntimeError("node-2 is not for this cluster")

@@ -39,6 +39,9 @@ def test_a_hook_changes_placement(hooked: Proxy, nodes: list[DockerNode]) -> Non
 def test_hooks_refuse_an_unregistration_and_change_a_registration(
     hooked: Proxy, nodes: list[DockerNode]
 ) -> None:
+    # The config's nodes were registered through the hook too.
+    status, answer = hooked.admin("GET", "/swarmproxy/v1/nodes/node-1")
+    assert status == 200 and answer["Labels"]["registered-by"] == "hook"
     hooked.node_cli("update", "node-2", "--label", "pinned=yes")
     refused = hooked.node_cli("rm", "node-2", check=False)
     assert refused.returncode == 1
@@ -50,3 +53,17 @@ def test_hooks_refuse_an_unregistration_and_change_a_registration(
     hooked.node_cli("add", nodes[2].tcp_address, "--name", "node-3")
     status, answer = hooked.admin("GET", "/swarmproxy/v1/nodes/node-3")
     assert status == 200 and answer["Labels"] == {"registered-by": "hook"}
+
+
+def test_a_config_node_refused_by_a_hook_is_not_served(
+    nodes: list[DockerNode], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    refusing = '[hooks]\nbefore_node_register = ["tests.hooks_for_tests:refuse_node_2"]\n'
+    proxy = Proxy.start(tmp_path_factory.mktemp("refusing"), nodes, extra_toml=refusing)
+    try:
+        listed = proxy.node_cli("ls").stdout
+        assert "node-1" in listed and "node-3" in listed and "node-2" not in listed
+        assert "node-2 is not for this cluster" in proxy.log_path.read_text()
+        assert " Nodes: 2" in proxy.docker("info").stdout
+    finally:
+        proxy.stop()

@@ -7,7 +7,8 @@ import json
 import pathlib
 import socket
 import ssl
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from swarmproxy.local_nodes import DaemonTLS, DockerNode, run_docker, start_nodes, stop_nodes
 from tests.rig.certs import Authority, Issued, docker_cert_path
 from tests.rig.proxy import ListenerTLS, Proxy
+from tests.rig.redis import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -240,3 +242,74 @@ def test_a_tls_client_without_a_certificate_fails_at_the_handshake(mutual: Proxy
     with pytest.raises(ssl.SSLError), context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
         tls.sendall(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
         tls.recv(1024)
+
+
+# --- (c) a TLS node registered at run time ---------------------------------------------------
+
+
+def test_a_tls_node_added_through_the_admin_api_serves_every_replica(
+    pki: PKI,
+    tls_node: DockerNode,
+    nodes: list[DockerNode],
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """`swarmproxy node add --tls-*` sends the PEMs; the node's record keeps them, so the
+    other replica, whose config knows nothing of the node, reaches it over TLS too."""
+    prefix = f"sp-tls-{time.monotonic_ns()}:"
+    first, second = (
+        Proxy.start(
+            tmp_path_factory.mktemp(f"tls-replica-{i}"), nodes[:1], redis_server.url, prefix
+        )
+        for i in (1, 2)
+    )
+    try:
+        first.node_cli(
+            "add",
+            tls_node.tcp_address,
+            "--name",
+            "late-tls",
+            "--tls-ca",
+            str(pki.ca.cert),
+            "--tls-cert",
+            str(pki.client.cert),
+            "--tls-key",
+            str(pki.client.key),
+        )
+        # Only the TLS node takes new containers.
+        second.node_cli("drain", nodes[0].name)
+        wait_for(lambda: "late-tls: " in second.docker("info").stdout)
+        listed = second.admin("GET", "/swarmproxy/v1/nodes/late-tls")[1]
+        assert listed["TLS"] is True
+        assert "BEGIN" not in json.dumps(listed)  # the key never leaves the proxy
+        wait_for(lambda: listed_status(second, "late-tls") == "ready")
+        echoed = second.docker("run", "--rm", "busybox", "echo", "over tls")
+        assert echoed.stdout == "over tls\n"
+        container = second.docker("run", "-d", "busybox", "sleep", "300").stdout.strip()
+        assert container in tls_node.container_ids()
+        assert first.docker("exec", container, "echo", "hi").stdout == "hi\n"
+    finally:
+        for proxy in (first, second):
+            proxy.stop()
+        tls_node.remove_all_containers()
+
+
+def test_a_node_add_with_a_bad_pem_is_refused(mutual: Proxy, tls_node: DockerNode) -> None:
+    status, body = mutual.admin(
+        "POST",
+        "/swarmproxy/v1/nodes",
+        {"address": "tcp://127.0.0.1:1", "name": "bad", "tls_ca_pem": "not a certificate"},
+    )
+    assert status == 400
+    assert "tls_ca_pem" in body["message"]
+
+
+def listed_status(proxy: Proxy, name: str) -> str:
+    return str(proxy.admin("GET", f"/swarmproxy/v1/nodes/{name}")[1]["Status"])
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.2)

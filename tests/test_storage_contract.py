@@ -491,6 +491,7 @@ async def test_store_and_retrieve_node(storage: Storage) -> None:
         last_error_at=1700000000.25,
         last_success_at=1699999990.5,
         disabled_until=1700000020.125,
+        tls={"ca": "-----BEGIN CERTIFICATE-----\nMII…\n", "key": "PEM"},
     )
     await storage.store_node(node)
 

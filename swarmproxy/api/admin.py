@@ -3,7 +3,8 @@ node`. Everything is JSON under /swarmproxy/v1; errors are `{"message": ...}` as
 Docker API. With `[admin] token`, every request needs `Authorization: Bearer <token>`.
 
     GET    /swarmproxy/v1/nodes[?label=k=v…][&all=1]   nodes (drained ones with all=1)
-    POST   /swarmproxy/v1/nodes                        register {address, name, labels}
+    POST   /swarmproxy/v1/nodes                        register {address, name, labels,
+                                                   tls_ca_pem, tls_cert_pem, tls_key_pem}
     POST   /swarmproxy/v1/nodes/unregister             unregister {"nodes": [...]}
     GET    /swarmproxy/v1/nodes/{node}                 one node (by name or address)
     PATCH  /swarmproxy/v1/nodes/{node}                 {"labels": {k: v, or null to drop}}
@@ -44,6 +45,7 @@ def node_view(node: Node) -> dict[str, Any]:
         "Status": str(health.status),
         "CreationStatus": node.creation_status,
         "Labels": node.labels,
+        "TLS": node.tls is not None,
         "Containers": node.info.get("Containers", 0),
         "Failures": health.failures,
         "LastError": health.last_error,
@@ -104,10 +106,7 @@ async def register(request: web.Request) -> web.Response:
         table = node_from_table(body, "node")
     except ConfigError as e:
         raise BadRequest(str(e)) from None
-    if table.tls is not None:
-        # Not kept in the node's record yet, so other replicas could not reach the node.
-        raise BadRequest("node TLS settings can only be given in the config file for now")
-    node = await _cluster(request).register(table.address, table.name, table.labels)
+    node = await _cluster(request).register(table.address, table.name, table.labels, table.tls)
     return json_response(node_view(node), 201)
 
 

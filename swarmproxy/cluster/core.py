@@ -133,19 +133,37 @@ class Cluster(ImageOperations, NodeRegistry):
     # --- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
         await self.storage.ping()
-        for node in self.nodes:
+        for node in list(self.nodes):
             if await self.storage.retrieve_node(node.address) is None:
-                # ValueError: another replica registered it at the same moment.
-                with contextlib.suppress(ValueError):
-                    await self.storage.store_node(
-                        NodeRecord(address=node.address, name=node.name, metadata=node.labels)
-                    )
+                await self._register_configured(node)
         await self.refresh_health()
         await self.check_nodes()
         self._started = True
         for node in self.nodes:
             self._watch(node)
         self.start_monitoring()
+
+    async def _register_configured(self, node: Node) -> None:
+        """Register a node given at construction (from the config) that storage does not
+        know yet, through the `before_node_register` hooks like any other: one they refuse
+        is not served."""
+        record = NodeRecord(
+            address=node.address,
+            name=node.name,
+            metadata=dict(node.labels),
+            tls=node.tls.pems() if node.tls is not None else {},
+        )
+        try:
+            await self.hooks.run("before_node_register", record)
+        except HookRefused as e:
+            log_event(log, logging.ERROR, "node refused", node=node.name, why=e.message)
+            await self._drop_node(node.address)
+            return
+        node.name = node.client.name = record.name
+        self._take_record(record)
+        # ValueError: another replica registered it at the same moment.
+        with contextlib.suppress(ValueError):
+            await self.storage.store_node(record)
 
     def start_monitoring(self) -> None:
         """Ping every node each `health.interval` (started with the cluster)."""

@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from swarmproxy.cluster.healing import NodeHealing
 from swarmproxy.cluster.hooks import Hooks
 from swarmproxy.cluster.node import Node
-from swarmproxy.errors import Conflict, NotFound
+from swarmproxy.errors import BadRequest, Conflict, NotFound
 from swarmproxy.log import log_event
 from swarmproxy.storage import NodeRecord, Storage
+from swarmproxy.tls import NodeTLS, TLSError, node_tls_from_pems
 
 log = logging.getLogger("swarmproxy.cluster")
 
@@ -56,19 +57,31 @@ class NodeRegistry(abc.ABC):
 
     # --- the seed's calls -----------------------------------------------------------
     async def register(
-        self, address: str, name: str = "", labels: Mapping[str, str] | None = None
+        self,
+        address: str,
+        name: str = "",
+        labels: Mapping[str, str] | None = None,
+        tls: NodeTLS | None = None,
     ) -> Node:
         """Add a node to the cluster (and to every replica's, through storage); the
         `before_node_register` hooks may change its record first, or refuse it."""
         if any(n.address == address or (name and n.name == name) for n in self.nodes):
             raise Conflict(f"node {name or address} is already registered")
-        record = NodeRecord(address=address, name=name or address, metadata=dict(labels or {}))
+        record = NodeRecord(
+            address=address,
+            name=name or address,
+            metadata=dict(labels or {}),
+            tls=tls.pems() if tls is not None else {},
+        )
         await self.hooks.run("before_node_register", record)
+        try:
+            node = node_of(record)
+        except TLSError as e:
+            raise BadRequest(f"node {address}: {e}") from None
         try:
             await self.storage.store_node(record)
         except ValueError:
             raise Conflict(f"node {address} is already registered") from None
-        node = Node(record.name, record.address, dict(record.metadata))
         self._add_node(node)
         await self.check_node(node)
         log_event(log, logging.INFO, "node registered", node=node.name, addr=address)
@@ -145,7 +158,14 @@ class NodeRegistry(abc.ABC):
         registered = {r.address: r for r in records}
         for record in records:
             if not any(n.address == record.address for n in self.nodes):
-                self._add_node(Node(record.name, record.address, dict(record.metadata)))
+                try:
+                    node = node_of(record)
+                except TLSError as e:
+                    log_event(
+                        log, logging.ERROR, "node unusable", addr=record.address, error=str(e)
+                    )
+                    continue
+                self._add_node(node)
                 log_event(log, logging.INFO, "node joined", node=record.name, addr=record.address)
         for node in [n for n in self.nodes if n.address not in registered]:
             await self._drop_node(node.address)
@@ -156,6 +176,15 @@ class NodeRegistry(abc.ABC):
             node = self.find_node(record.address)
             node.labels = dict(record.metadata)
             node.creation_status = record.creation_status
+
+
+def node_of(record: NodeRecord) -> Node:
+    """The node a record describes, TLS included."""
+    node = Node(
+        record.name, record.address, dict(record.metadata), tls=node_tls_from_pems(record.tls)
+    )
+    node.creation_status = record.creation_status
+    return node
 
 
 def _set_creation_status(status: str) -> Callable[[NodeRecord], None]:

@@ -69,6 +69,9 @@ class NodeRecord:
     last_error_at: float = 0.0
     last_success_at: float = 0.0
     disabled_until: float = 0.0
+    # PEM texts by item ("ca", "cert", "key") for a node reached over TLS: kept here, not
+    # as file paths, so that a replica on another host can reach the node too.
+    tls: dict[str, str] = field(default_factory=dict)
 
 
 class Storage(abc.ABC):

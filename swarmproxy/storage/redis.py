@@ -15,7 +15,7 @@ Key layout, all under the configurable prefix P:
     P node:<address>                hash: name, metadata (JSON), creation_status,
                                     healing_locked_until, healing_is_failure, failures,
                                     last_error, last_error_at, last_success_at,
-                                    disabled_until
+                                    disabled_until, tls (JSON of PEM texts)
     P node-lock:<address>           the healing lock, expiring on its own
 
 Multi-key changes run as Lua scripts (one round trip, atomic). Some scripts derive keys
@@ -442,6 +442,7 @@ class RedisStorage(Storage):
             *("last_error_at", repr(node.last_error_at)),
             *("last_success_at", repr(node.last_success_at)),
             *("disabled_until", repr(node.disabled_until)),
+            *("tls", json.dumps(node.tls)),
         ]
 
     async def store_node(self, node: NodeRecord) -> None:
@@ -593,4 +594,5 @@ def _node(address: str, fields: Mapping[str, str]) -> NodeRecord:
         last_error_at=float(fields.get("last_error_at", "0")),
         last_success_at=float(fields.get("last_success_at", "0")),
         disabled_until=float(fields.get("disabled_until", "0")),
+        tls=json.loads(fields.get("tls", "{}")),
     )
