@@ -8,6 +8,7 @@ node with TLS is spoken to over https, and its hijacked streams over TLS too.
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +45,19 @@ def operation(method: str, path: str) -> str:
 
 def operation_of(response: aiohttp.ClientResponse) -> str:
     return operation(response.method, response.url.path)
+
+
+def decoded(payload: bytes, status: int) -> Any:
+    """A node's JSON answer; None when empty. A refusal in plain text (some are) becomes the
+    daemon's error body; a success that is not JSON raises ValueError."""
+    if not payload.strip():
+        return None
+    try:
+        return json.loads(payload)
+    except ValueError:
+        if status < 400:
+            raise
+        return {"message": payload.decode(errors="replace").strip()}
 
 
 class BodyFailed(Exception):
@@ -131,15 +145,30 @@ class NodeClient:
         finally:
             response.release()
 
+    async def read(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Any = None,
+        data: Any = None,
+        timeout: float | None = None,
+    ) -> tuple[int, bytes]:
+        """A small answer, whole: its status and body."""
+        async with self.request(
+            method, path, headers=headers, data=data, timeout=timeout
+        ) as response:
+            try:
+                return response.status, await response.read()
+            except TRANSPORT_ERRORS as e:
+                raise self.unavailable(e, operation_of(response)) from e
+
     async def json(
         self, method: str, path: str, *, timeout: float | None = None
     ) -> tuple[int, Any]:
         """A small JSON answer, for fan-out calls; raises NodeUnavailable on transport errors."""
-        async with self.request(method, path, timeout=timeout) as response:
-            try:
-                return response.status, await response.json(content_type=None)
-            except TRANSPORT_ERRORS as e:
-                raise self.unavailable(e, operation_of(response)) from e
+        status, payload = await self.read(method, path, timeout=timeout)
+        return status, decoded(payload, status)
 
     async def inspect_field(self, container_id: str, field: str) -> str:
         """One field of a container's inspect, or "" when the node cannot say."""

@@ -38,3 +38,8 @@ def test_the_readme_library_example_runs(nodes: list[DockerNode], tmp_path: path
     assert "in zone a: ['node-1']" in lines
     assert "taking containers: ['node-2', 'node-3']" in lines
     assert "['busybox:latest'] on node-1, node-2, node-3" in lines
+    assert "example ran on node-3" in lines
+    assert "would place on: ['node-2', 'node-3', 'node-4']" in lines
+    assert all(
+        "example" not in n.docker("ps", "-a", "--format", "{{.Names}}").stdout for n in nodes
+    )

@@ -31,6 +31,9 @@ def error_response(status: int, message: str) -> web.Response:
 def _node_name(request: web.Request, response: web.StreamResponse | None) -> str:
     if response is not None and NODE_KEY in response:
         return str(response[NODE_KEY].name)
+    if NODE_KEY in request:
+        # Answered by the proxy for what a node did (a container created there).
+        return str(request[NODE_KEY].name)
     target = request.get(TARGET_KEY)
     return target.node.name if target is not None else ""
 

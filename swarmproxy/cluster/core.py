@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import re
@@ -19,6 +20,9 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from swarmproxy.cluster import versions
+from swarmproxy.cluster.containers import ContainerOperations
+from swarmproxy.cluster.creation import ContainerCreation
+from swarmproxy.cluster.dry import DryNodeClient, dry_copy
 from swarmproxy.cluster.healer import BackoffHealer, Healer, load_healer
 from swarmproxy.cluster.healing import NodeHealing
 from swarmproxy.cluster.healing import apply as apply_health
@@ -40,11 +44,12 @@ from swarmproxy.errors import (
     node_message,
 )
 from swarmproxy.log import log_event
-from swarmproxy.node_client import TRANSPORT_ERRORS
+from swarmproxy.node_client import TRANSPORT_ERRORS, NodeClient
 from swarmproxy.scheduler import Scheduler, SchedulingRequest, make_scheduler
 from swarmproxy.storage import (
     AmbiguousPrefix,
     ContainerRecord,
+    MemoryStorage,
     NodeRecord,
     Storage,
     StorageError,
@@ -76,6 +81,10 @@ def _pending_age(owner: str) -> float:
         return float("inf")
 
 
+def _readiness(node: Node) -> str:
+    return "drained" if node.health.ready else node.health.describe()
+
+
 def ambiguous(prefix: str) -> DockerError:
     # The daemon answers an ambiguous prefix with a 500 carrying truncindex's message.
     return DockerError(f"multiple IDs found with provided prefix: {prefix}", 500)
@@ -89,7 +98,7 @@ class NameClaim:
     token: str
 
 
-class Cluster(ImageOperations, NodeRegistry):
+class Cluster(ImageOperations, NodeRegistry, ContainerCreation, ContainerOperations):
     def __init__(
         self,
         nodes: Sequence[Node],
@@ -117,6 +126,10 @@ class Cluster(ImageOperations, NodeRegistry):
         self.images_config = images or ImagesConfig()
         # Per container being renamed: its lock, and how many renames hold or await it.
         self._renames: dict[str, tuple[asyncio.Lock, int]] = {}
+        # In dry mode: no daemon is called, and the real cluster is kept for stop_dry_mode.
+        self.dry = False
+        self.client_class: type[NodeClient] = NodeClient
+        self._real: Cluster | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Cluster:
@@ -164,6 +177,33 @@ class Cluster(ImageOperations, NodeRegistry):
         # ValueError: another replica registered it at the same moment.
         with contextlib.suppress(ValueError):
             await self.storage.store_node(record)
+
+    async def dry_mode(self) -> Cluster:
+        """A copy of the cluster over an in-memory copy of its storage, for "what would
+        happen if" planning: placements (the same scheduler state, hooks and health) and
+        registrations are computed and recorded there, and no daemon is called. The real
+        cluster is left as it is; `stop_dry_mode()` on the copy returns to it."""
+        storage = await MemoryStorage.copy_of(self.storage)
+        dry = type(self)(
+            [dry_copy(n) for n in self.nodes],
+            storage,
+            copy.copy(self.scheduler),
+            self.health_config,
+            self.images_config,
+            self.healing.healer,
+        )
+        dry.hooks = self.hooks
+        dry.dry = True
+        dry.client_class = DryNodeClient
+        dry._real = self
+        return dry
+
+    async def stop_dry_mode(self) -> Cluster:
+        """Drop this dry copy (its plans with it) and give back the real cluster."""
+        if self._real is None:
+            raise RuntimeError("not a dry-mode cluster")
+        await self.close()
+        return self._real
 
     def start_monitoring(self) -> None:
         """Ping every node each `health.interval` (started with the cluster)."""
@@ -231,6 +271,10 @@ class Cluster(ImageOperations, NodeRegistry):
         """Ping a node (`/_ping`, bounded by the health timeout): its answer or its failure
         feeds its health. Its versions and info are read when first seen, after it comes
         back, and once a minute."""
+        if self.dry:
+            # A plan takes a node for what it is said to be: registered means ready.
+            node.health.record_success()
+            return
         was_ready = node.health.ready
         timeout = self.health_config.timeout
         try:
@@ -474,8 +518,8 @@ class Cluster(ImageOperations, NodeRegistry):
     async def _container_exists(self, container_id: str) -> bool:
         """Only a node's own 404 says no; an unreachable node may still hold it."""
         record = await self.storage.retrieve_container(container_id)
-        if record is None:
-            return False
+        if record is None or self.dry:
+            return record is not None
         node = self._by_address.get(record.node)
         if node is None:
             return True
@@ -489,8 +533,16 @@ class Cluster(ImageOperations, NodeRegistry):
         if claim is not None:
             await self.storage.release_name(claim.name, claim.token)
 
-    async def schedule(self, request: SchedulingRequest) -> Node:
+    async def schedule(self, request: SchedulingRequest, nodes: Sequence[str] = ()) -> Node:
+        """The node for a new container: among `nodes` (names or addresses) when given,
+        else among every ready node."""
         candidates = self.ready_nodes()
+        if nodes:
+            pinned = [self.find_node(ref) for ref in nodes]
+            candidates = [n for n in pinned if n.ready]
+            if not candidates:
+                states = ", ".join(f"{n.name} ({_readiness(n)})" for n in pinned)
+                raise NoNodeAvailable(f"none of the nodes asked for can take it: {states}")
         if not candidates:
             raise NoNodeAvailable()
         image = request.config.get("Image")
@@ -530,7 +582,7 @@ class Cluster(ImageOperations, NodeRegistry):
                     container=container_id,
                     name=claim.name,
                 )
-        else:
+        elif not self.dry:
             # The daemon chose the name: reserve it too, or another node could reuse it.
             await self._index_daemon_name(container_id, node)
         log_event(

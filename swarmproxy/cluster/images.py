@@ -487,6 +487,7 @@ class ImageOperations(abc.ABC):
         body: AsyncIterable[bytes] | None = None,
         keep: Callable[[dict[str, Any]], bool] = lambda message: False,
         learn: Callable[[NodeResult], Coroutine[Any, Any, None]],
+        inactivity: float | None = None,
     ) -> Broadcast:
         return Broadcast(
             self._ready() if nodes is None else nodes,
@@ -494,7 +495,7 @@ class ImageOperations(abc.ABC):
             path,
             headers=headers,
             body=body,
-            inactivity=self.images_config.pull_inactivity_timeout,
+            inactivity=inactivity or self.images_config.pull_inactivity_timeout,
             keep=keep,
             learn=learn,
         )
@@ -508,9 +509,11 @@ class ImageOperations(abc.ABC):
         nodes: Sequence[Node] | None = None,
         params: Params = (),
         api_version: str = "",
+        inactivity: float | None = None,
     ) -> Broadcast:
         """Pull on every ready node (or on `nodes`) at once; `start()` it, then read its
-        merged progress. Each node that succeeds is indexed as holding the image."""
+        merged progress. Each node that succeeds is indexed as holding the image. A node
+        silent for `inactivity` seconds (default: the config's) is given up on."""
         query = [("fromImage", image), *([("tag", tag)] if tag else []), *params]
 
         async def learn(result: NodeResult) -> None:
@@ -522,6 +525,7 @@ class ImageOperations(abc.ABC):
             node_path(api_version, "/images/create", query),
             headers={"X-Registry-Auth": auth} if auth else None,
             learn=learn,
+            inactivity=inactivity,
         )
 
     def import_image(

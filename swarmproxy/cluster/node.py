@@ -3,7 +3,7 @@ report the same ID and Name, so neither identifies a node)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from swarmproxy.cluster.health import NodeHealth
@@ -28,10 +28,12 @@ class Node:
     creation_status: str = "created"
     # Keyword-only, so that the positional fields above keep their places.
     tls: NodeTLS | None = field(default=None, kw_only=True)
+    # What speaks to the daemon: dry mode's nodes get one that never does.
+    client_class: InitVar[type[NodeClient]] = field(default=NodeClient, kw_only=True)
     client: NodeClient = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.client = NodeClient(self.name, self.address, self.health, self.tls)
+    def __post_init__(self, client_class: type[NodeClient]) -> None:
+        self.client = client_class(self.name, self.address, self.health, self.tls)
 
     @property
     def ready(self) -> bool:

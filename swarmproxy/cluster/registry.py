@@ -18,6 +18,7 @@ from swarmproxy.cluster.hooks import Hooks
 from swarmproxy.cluster.node import Node
 from swarmproxy.errors import BadRequest, Conflict, NotFound
 from swarmproxy.log import log_event
+from swarmproxy.node_client import NodeClient
 from swarmproxy.storage import NodeRecord, Storage
 from swarmproxy.tls import NodeTLS, TLSError, node_tls_from_pems
 
@@ -33,6 +34,8 @@ class NodeRegistry(abc.ABC):
 
     storage: Storage
     nodes: list[Node]
+    # What new nodes speak to their daemon with (dry mode's speaks to none).
+    client_class: type[NodeClient]
     healing: NodeHealing
     hooks: Hooks
 
@@ -75,7 +78,7 @@ class NodeRegistry(abc.ABC):
         )
         await self.hooks.run("before_node_register", record)
         try:
-            node = node_of(record)
+            node = node_of(record, self.client_class)
         except TLSError as e:
             raise BadRequest(f"node {address}: {e}") from None
         try:
@@ -159,7 +162,7 @@ class NodeRegistry(abc.ABC):
         for record in records:
             if not any(n.address == record.address for n in self.nodes):
                 try:
-                    node = node_of(record)
+                    node = node_of(record, self.client_class)
                 except TLSError as e:
                     log_event(
                         log, logging.ERROR, "node unusable", addr=record.address, error=str(e)
@@ -178,10 +181,14 @@ class NodeRegistry(abc.ABC):
             node.creation_status = record.creation_status
 
 
-def node_of(record: NodeRecord) -> Node:
+def node_of(record: NodeRecord, client_class: type[NodeClient] = NodeClient) -> Node:
     """The node a record describes, TLS included."""
     node = Node(
-        record.name, record.address, dict(record.metadata), tls=node_tls_from_pems(record.tls)
+        record.name,
+        record.address,
+        dict(record.metadata),
+        tls=node_tls_from_pems(record.tls),
+        client_class=client_class,
     )
     node.creation_status = record.creation_status
     return node

@@ -18,6 +18,8 @@ class SchedulingRequest:
 
     name: str = ""
     config: dict[str, Any] = field(default_factory=dict)
+    # Free-form, from the library's caller to the strategy (the seed's scheduler options).
+    options: Any = None
 
 
 class Scheduler(abc.ABC):

@@ -44,6 +44,21 @@ class MemoryStorage(Storage):
         # only, a clock step must not release or prolong a lock.
         self._locks: dict[str, float] = {}
 
+    @classmethod
+    async def copy_of(cls, storage: Storage) -> MemoryStorage:
+        """What `storage` holds of nodes, containers with their names, and images (execs
+        and name claims in progress are left behind): the ground dry mode plans on."""
+        memory = cls()
+        for node in await storage.retrieve_nodes():
+            await memory.store_node(node)
+        for container in await storage.retrieve_containers():
+            await memory.store_container(container.id, container.node, container.name)
+            if container.name:
+                memory._names[container.name] = container.id
+        for image in await storage.retrieve_images():
+            memory._images[image.repository] = image
+        return memory
+
     # --- containers -------------------------------------------------------------
     async def store_container(self, container_id: str, node: str, name: str = "") -> None:
         existing = self._containers.get(container_id)

@@ -7,6 +7,7 @@ addressed as ``f"{registry.address}/team/app:v1"`` without any daemon configurat
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import hashlib
@@ -50,6 +51,8 @@ class Registry:
         self._stopping = threading.Event()
         self.requests: list[str] = []
         """Every request as ``"METHOD /path"``, in arrival order."""
+        self.credentials: tuple[str, str] | None = None
+        """When set, every request needs HTTP basic auth with this user and password."""
         self._server = _Server(self)
         # A short poll interval keeps stop() (which waits for the next poll) quick.
         self._thread = threading.Thread(
@@ -213,7 +216,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         body = self._read_body()
-        if url.path in ("/v2", "/v2/") and self.command in ("GET", "HEAD"):
+        if registry.credentials is not None and not self._authorized(registry.credentials):
+            # The challenge makes dockerd retry with the X-Registry-Auth it was given.
+            self._send(
+                401,
+                json.dumps({"errors": [{"code": "UNAUTHORIZED", "message": "log in"}]}).encode(),
+                headers={"WWW-Authenticate": 'Basic realm="rig registry"'},
+            )
+        elif url.path in ("/v2", "/v2/") and self.command in ("GET", "HEAD"):
             self._send(200, b"{}")
         elif match := _UPLOAD.match(url.path):
             self._upload(match["name"], match["upload"], query, body)
@@ -231,6 +241,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._error(404, "UNSUPPORTED", f"{self.command} {url.path} is not implemented")
 
     do_GET = do_HEAD = do_POST = do_PATCH = do_PUT = do_DELETE = _dispatch
+
+    def _authorized(self, credentials: tuple[str, str]) -> bool:
+        expected = base64.b64encode(":".join(credentials).encode()).decode()
+        return self.headers.get("Authorization", "") == f"Basic {expected}"
 
     def _manifest(self, name: str, ref: str, body: bytes) -> None:
         registry = self.server.registry

@@ -3,41 +3,20 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 
 from swarmproxy.api.context import cluster_of, json_response, target_of
-from swarmproxy.api.forward import forward, relay, upstream_headers, upstream_path
+from swarmproxy.api.forward import NODE_KEY, forward, relay, upstream_headers, upstream_path
 from swarmproxy.cluster import Node
+from swarmproxy.cluster.creation import check_name
 from swarmproxy.cluster.listing import merge_containers
-from swarmproxy.errors import BadRequest
 from swarmproxy.node_client import TRANSPORT_ERRORS, operation_of
-from swarmproxy.scheduler import SchedulingRequest
 from swarmproxy.tasks import shielded
 
 T = TypeVar("T")
-
-# The daemon's own rule for names (daemon/names.go).
-VALID_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-
-
-def _check_name(name: str) -> None:
-    if not VALID_NAME.match(name):
-        raise BadRequest(
-            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-        )
-
-
-def _config(body: bytes) -> dict[str, Any]:
-    try:
-        config = json.loads(body) if body else {}
-    except ValueError:
-        return {}  # the node answers malformed JSON with the daemon's own 400
-    return config if isinstance(config, dict) else {}
-
 
 Learn = Callable[[int, bytes], Awaitable[bytes | None]]
 
@@ -75,35 +54,17 @@ async def _exchange(
     return await shielded(run())
 
 
-async def create(request: web.Request) -> web.StreamResponse:
-    cluster = cluster_of(request)
-    name = request.query.get("name", "")
-    if name:
-        _check_name(name)
-    body = await request.read()
-    claim = await cluster.claim_name(name) if name else None
-
-    async def release() -> None:
-        await cluster.release_claim(claim)
-
-    async def learn(status: int, payload: bytes) -> None:
-        if status == 201:
-            await cluster.container_created(json.loads(payload)["Id"], node, claim)
-            return
-        await release()
-        if status == 404 and b"No such image" in payload and isinstance(image, str) and image:
-            # The index sent it where the image is no more: the next try goes elsewhere.
-            await cluster.image_missing_on(node, image)
-
-    config = _config(body)
-    image = config.get("Image")
-    try:
-        node = await cluster.schedule(SchedulingRequest(name=name, config=config))
-    except BaseException:
-        await shielded(release())
-        raise
-    path = upstream_path(request, "/containers/create")
-    return await _exchange(request, node, path, learn, body, on_error=release)
+async def create(request: web.Request) -> web.Response:
+    params = [(k, v) for k, v in request.query.items() if k != "name"]
+    created = await cluster_of(request).create_container(
+        await request.read(),
+        request.query.get("name", ""),
+        params=params,
+        api_version=request.match_info.get("version", ""),
+        content_type=request.headers.get("Content-Type", ""),
+    )
+    request[NODE_KEY] = created.node
+    return web.Response(status=201, body=created.body, content_type="application/json")
 
 
 async def list_containers(request: web.Request) -> web.Response:
@@ -160,7 +121,7 @@ async def rename(request: web.Request) -> web.StreamResponse:
     if not new_name or new_name == target.name:
         # The node gives the daemon's own answer to an empty or unchanged name.
         return await forward(request, target.node, target.path)
-    _check_name(new_name)
+    check_name(new_name)
     async with cluster.renaming(target.id):
         claim = await cluster.claim_name(new_name)
 

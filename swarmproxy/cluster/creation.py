@@ -1,0 +1,212 @@
+"""Creating a container (the seed's CreateContainer): the node it goes to, its name reserved
+cluster-wide first, its image pulled there when asked, and the index told of it.
+
+In dry mode the placement and the name are decided and recorded as always, and the node is
+not called: the container gets a made-up ID.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import json
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from swarmproxy.cluster import references
+from swarmproxy.cluster.broadcast import Broadcast, merged_error
+from swarmproxy.cluster.images import Params, node_path
+from swarmproxy.errors import BadRequest, DockerError, naming_nodes, node_message
+from swarmproxy.scheduler import SchedulingRequest
+from swarmproxy.tasks import shielded
+
+if TYPE_CHECKING:
+    from swarmproxy.cluster.core import NameClaim
+    from swarmproxy.cluster.node import Node
+
+# The daemon's own rule for names (daemon/names.go).
+VALID_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+Auth = str | Mapping[str, Any]
+
+
+def check_name(name: str) -> None:
+    if not VALID_NAME.match(name):
+        raise BadRequest(
+            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+
+
+def registry_auth(auth: Auth | None) -> str | None:
+    """The `X-Registry-Auth` header: given as such, or as its dict (username, password,
+    serveraddress, or identitytoken), which is encoded as the daemon reads it."""
+    if auth is None or isinstance(auth, str):
+        return auth or None
+    return base64.urlsafe_b64encode(json.dumps(dict(auth)).encode()).decode()
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    """Pull the image on the chosen node before the create (the seed's pull options)."""
+
+    # The reference to pull; empty: the config's Image.
+    image: str = ""
+    auth: Auth | None = field(default=None, repr=False)
+    # Seconds a pull may go without progress; None: `[images] pull_inactivity_timeout`.
+    inactivity_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class CreatedContainer:
+    id: str
+    node: Node
+    warnings: list[str]
+    # The node's answer as it came, for the HTTP front to pass on untouched.
+    body: bytes = field(repr=False)
+
+
+class ContainerCreation(abc.ABC):
+    """Mixed into Cluster, which provides placement, names and the index."""
+
+    dry: bool
+
+    @abc.abstractmethod
+    async def schedule(self, request: SchedulingRequest, nodes: Sequence[str] = ()) -> Node: ...
+
+    @abc.abstractmethod
+    async def claim_name(self, name: str) -> NameClaim: ...
+
+    @abc.abstractmethod
+    async def release_claim(self, claim: NameClaim | None) -> None: ...
+
+    @abc.abstractmethod
+    async def container_created(
+        self, container_id: str, node: Node, claim: NameClaim | None
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def image_missing_on(self, node: Node, ref: str) -> None: ...
+
+    @abc.abstractmethod
+    def pull_image(
+        self,
+        image: str,
+        tag: str = "",
+        *,
+        auth: str | None = None,
+        nodes: Sequence[Node] | None = None,
+        params: Params = (),
+        api_version: str = "",
+        inactivity: float | None = None,
+    ) -> Broadcast: ...
+
+    async def create_container(
+        self,
+        config: Mapping[str, Any] | bytes,
+        name: str = "",
+        *,
+        nodes: Sequence[str] = (),
+        scheduler_options: Any = None,
+        pull: PullOptions | None = None,
+        params: Params = (),
+        api_version: str = "",
+        content_type: str = "application/json",
+    ) -> CreatedContainer:
+        """Create a container on the node the scheduler picks, or on one of `nodes` (names
+        or addresses). `config` is the body of the Engine API's create, as a mapping or as
+        the JSON a client sent (passed on as it is); `params` are more query parameters
+        (`platform`); `content_type` is what a client said its bytes are, for the node to
+        judge; `scheduler_options` reach the scheduler untouched. A node's refusal
+        is raised as its DockerError, with the daemon's status and message."""
+        if name:
+            check_name(name)
+        parsed = _parse_config(config)
+        request = SchedulingRequest(name=name, config=parsed, options=scheduler_options)
+        claim = await self.claim_name(name) if name else None
+        try:
+            node = await self.schedule(request, nodes)
+            if self.dry:
+                created = CreatedContainer(secrets.token_hex(32), node, [], b"")
+                await self.container_created(created.id, node, claim)
+                return created
+            image = parsed.get("Image")
+            if pull is not None:
+                await self._pull_on(node, pull.image or str(image or ""), pull, api_version)
+        except BaseException:
+            await shielded(self.release_claim(claim))
+            raise
+        body = config if isinstance(config, bytes) else json.dumps(config).encode()
+        query: Params = [*([("name", name)] if name else []), *params]
+        path = node_path(api_version, "/containers/create", query)
+        headers = {"Content-Type": content_type} if content_type else {}
+        # Once sent, the node's answer is learned even if our caller goes away: a container
+        # the index never heard of would be lost to the cluster, and its name with it.
+        return await shielded(self._create_on(node, path, headers, body, claim, image))
+
+    async def _pull_on(self, node: Node, image: str, pull: PullOptions, api_version: str) -> None:
+        if not image or references.is_image_id(image):
+            raise BadRequest("pull options need an image reference to pull")
+        broadcast = self.pull_image(
+            references.normalize(image),
+            auth=registry_auth(pull.auth),
+            nodes=[node],
+            api_version=api_version,
+            inactivity=pull.inactivity_timeout,
+        )
+        try:
+            await broadcast.start()
+            async for _ in broadcast:
+                pass
+        finally:
+            await broadcast.close()
+        (result,) = broadcast.results
+        if not result.succeeded:
+            raise merged_error([result])
+
+    async def _create_on(
+        self,
+        node: Node,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        claim: NameClaim | None,
+        image: Any,
+    ) -> CreatedContainer:
+        """The create on the node; the claim is released unless the container took it."""
+        try:
+            status, payload = await node.client.read("POST", path, headers=headers, data=body)
+            answer = _json(payload)
+            created = status == 201 and isinstance(answer, dict)
+            if created and isinstance(answer.get("Id"), str):
+                await self.container_created(answer["Id"], node, claim)
+                return CreatedContainer(answer["Id"], node, answer.get("Warnings") or [], payload)
+        except BaseException:
+            await self.release_claim(claim)
+            raise
+        await self.release_claim(claim)
+        if status == 404 and isinstance(image, str) and image and b"No such image" in payload:
+            # The index sent it where the image is no more: the next try goes elsewhere.
+            await self.image_missing_on(node, image)
+        message = node_message(answer, status)
+        if status < 400 or status >= 500:
+            # The daemon failed, not the request: say which one. A refusal stays word for
+            # word, as clients read it (`No such image` makes the CLI pull).
+            message = naming_nodes([(node.name, message)])
+        raise DockerError(message, status if status >= 400 else 500)
+
+
+def _parse_config(config: Mapping[str, Any] | bytes) -> dict[str, Any]:
+    """What the scheduler may read of the config; a body that is not a JSON object goes to
+    the node all the same, which answers it as the daemon does."""
+    parsed = _json(config) if isinstance(config, bytes) else dict(config)
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _json(payload: bytes) -> Any:
+    try:
+        return json.loads(payload) if payload else None
+    except ValueError:
+        return None
