@@ -270,6 +270,20 @@ class DockerNode:
             return f"<no log: {exc}>"
         return "\n".join(text.splitlines()[-lines:])
 
+    def crash(self) -> None:
+        """Kill the daemon outright (SIGKILL), with its containerd and containers, as a
+        crash of the host's Docker would: its data stays, and `relaunch()` brings it back
+        (a dockerd cannot take over the containerd of one killed this way)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._kill_leftovers()
+
+    def relaunch(self) -> None:
+        """Start the daemon again on its data, port and paths, after `crash()`."""
+        self._launch()
+        self._wait_ready()
+
     def _launch(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "cli").mkdir(exist_ok=True)
@@ -382,13 +396,18 @@ class DockerNode:
         # A cleanly stopped dockerd takes its containerd, shims and containers
         # with it; after a SIGKILL (or a crash) they are orphans, recognisable by
         # our paths on their command line or by our container IDs in their cgroup.
-        leftovers = _processes_of(self.workdir)
+        leftovers = self._kill_leftovers()
         if leftovers:
-            log.warning("%s: killing leftover processes %s", self.name, leftovers)
-            for pid in leftovers:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            _wait_gone(leftovers, 5.0)
+            log.warning("%s: killed leftover processes %s", self.name, leftovers)
+
+    def _kill_leftovers(self) -> list[int]:
+        """Kill the processes of this node that outlived its dockerd; their pids."""
+        leftovers = _processes_of(self.workdir)
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        _wait_gone(leftovers, 5.0)
+        return leftovers
 
     def _remove_containerd_stack_dumps(self) -> None:
         # Under CPU load dockerd 20.10 may judge its fresh containerd

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmproxy.admin_client import DEFAULT_ADMIN, AdminClient, AdminError
+from swarmproxy.cluster.node import CREATED, CREATION_STATUSES, DISABLED
 
 NODES = "/swarmproxy/v1/nodes"
 COLUMNS = ("NAME", "ADDRESS", "STATUS", "CONTAINERS", "LAST SUCCESS", "LAST ERROR", "LABELS")
@@ -37,6 +38,7 @@ def add_parser(commands: Any) -> None:
     add.add_argument("address", help="tcp://HOST:PORT or unix:///PATH")
     add.add_argument("--name", default="")
     add.add_argument("--label", action="append", default=[], metavar="K=V")
+    add.add_argument("--creation-status", choices=CREATION_STATUSES, default=CREATED)
     for item, what in (
         ("ca", "the CA that signed the node's certificate"),
         ("cert", "the proxy's client certificate for the node"),
@@ -49,6 +51,11 @@ def add_parser(commands: Any) -> None:
     update.add_argument("node", metavar="NODE")
     update.add_argument("--label", action="append", default=[], metavar="K=V", help="set")
     update.add_argument("--label-rm", action="append", default=[], metavar="K", help="drop")
+    update.add_argument(
+        "--creation-status",
+        choices=CREATION_STATUSES,
+        help="only `created` nodes take new containers",
+    )
     for action, what in (("drain", "take no new containers"), ("enable", "take them again")):
         actions.add_parser(action, help=what).add_argument("node", metavar="NODE")
 
@@ -77,12 +84,19 @@ def _pems(args: argparse.Namespace) -> dict[str, str]:
     return pems
 
 
+def _creation(status: str) -> str:
+    """How a node's creation status shows beside its health, when it is not `created`."""
+    if status == CREATED:
+        return ""
+    return ", drained" if status == DISABLED else f", {status}"
+
+
 def _table(nodes: list[dict[str, Any]]) -> str:
     rows = [COLUMNS] + [
         (
             n["Name"],
             n["Address"],
-            n["Status"] + (", drained" if n["CreationStatus"] == "disabled" else ""),
+            n["Status"] + _creation(n["CreationStatus"]),
             str(n["Containers"]),
             n["LastSuccessAt"] or "-",
             n["LastError"] or "-",
@@ -104,14 +118,17 @@ def _call(client: AdminClient, args: argparse.Namespace) -> Any:
         return client.call("GET", f"{NODES}?{query}")
     if args.action == "add":
         body = {"address": args.address, "name": args.name, "labels": _labels(args.label)}
-        body.update(_pems(args))
+        body.update(_pems(args), creation_status=args.creation_status)
         return client.call("POST", NODES, body)
     if args.action == "rm":
         return client.call("POST", f"{NODES}/unregister", {"nodes": args.nodes})
     if args.action == "update":
         labels: dict[str, str | None] = {**_labels(args.label)}
         labels.update(dict.fromkeys(args.label_rm))
-        return client.call("PATCH", node, {"labels": labels})
+        change: dict[str, Any] = {"labels": labels}
+        if args.creation_status:
+            change["creation_status"] = args.creation_status
+        return client.call("PATCH", node, change)
     return client.call("POST", f"{node}/{args.action}")
 
 

@@ -122,3 +122,31 @@ def test_replicas_share_the_registry(
     assert refused.returncode == 1 and "no node 'nosuch'" in refused.stderr
     first.node_cli("rm", "late")
     wait_for(lambda: "late" not in rows(second))
+
+
+def test_a_node_in_the_making_takes_containers_once_created(
+    replicas: tuple[Proxy, Proxy], nodes: list[DockerNode]
+) -> None:
+    """The seed's creation statuses: a node registered `pending` (a provisioner still
+    making it) is served but takes no containers; `error` neither; `created` does."""
+    first, second = replicas
+    first.node_cli("add", nodes[2].tcp_address, "--name", "fresh", "--creation-status", "pending")
+    wait_for(lambda: rows(second).get("fresh", [""] * 4)[2:4] == ["ready,", "pending"])
+    for _ in range(4):
+        placed = second.docker("create", "busybox", "true").stdout.strip()
+        assert placed not in nodes[2].container_ids()
+    first.node_cli("update", "fresh", "--creation-status", "error")
+    assert rows(first)["fresh"][2:4] == ["ready,", "error"]
+    refused = first.node_cli("update", "fresh", "--creation-status", "bogus", check=False)
+    assert refused.returncode == 2  # argparse's choices
+    status, answer = first.admin("PATCH", f"{NODES}/fresh", {"creation_status": "bogus"})
+    assert status == 400 and "invalid creation status" in answer["message"]
+
+    first.node_cli("update", "fresh", "--creation-status", "created")
+    wait_for(lambda: rows(second)["fresh"][2] == "ready")
+    for _ in range(3):
+        placed = second.docker("create", "busybox", "true").stdout.strip()
+        if placed in nodes[2].container_ids():
+            break
+    else:
+        pytest.fail("a created node never took a container")

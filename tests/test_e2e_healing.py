@@ -106,3 +106,49 @@ def test_a_hung_node_is_disabled_skipped_and_back_when_it_answers(
         for proxy in replicas:
             proxy.stop()
         nodes[0].remove_all_containers()
+
+
+@pytest.fixture
+def crashing_node() -> Iterator[DockerNode]:
+    (node,) = start_nodes(1)
+    node.name = "crashing"
+    try:
+        yield node
+    finally:
+        stop_nodes([node])
+
+
+def test_a_killed_daemon_is_disabled_and_back_when_restarted(
+    nodes: list[DockerNode], crashing_node: DockerNode, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    proxy = Proxy.start(tmp_path_factory.mktemp("crash"), [nodes[0], crashing_node])
+    try:
+        on_crashing = ""
+        while not on_crashing:
+            container_id = proxy.docker(
+                "run", "-d", "busybox", "sh", "-c", "echo hi; sleep 300"
+            ).stdout.strip()
+            if container_id in crashing_node.container_ids():
+                on_crashing = container_id
+
+        crashing_node.crash()
+        took = wait_for(lambda: status_of(proxy, crashing_node) != "ready", 10)
+        assert took <= INTERVAL + TIMEOUT + 1.5
+        wait_for(lambda: status_of(proxy, crashing_node) == "temporarily disabled", 5)
+        for _ in range(3):
+            placed = proxy.docker("create", "busybox", "true").stdout.strip()
+            assert placed in nodes[0].container_ids()
+        started = time.monotonic()
+        logs = proxy.docker("logs", on_crashing, check=False, timeout=10)
+        assert time.monotonic() - started < 1.5
+        assert logs.returncode != 0
+        assert f"node crashing ({crashing_node.tcp_address})" in logs.stderr
+
+        crashing_node.relaunch()
+        wait_for(lambda: status_of(proxy, crashing_node) == "ready", 30)
+        assert proxy.docker("logs", on_crashing).stdout == "hi\n"
+        proxy.docker("start", on_crashing)  # a no-op if the restarted daemon kept it running
+        assert proxy.docker("exec", on_crashing, "echo", "back").stdout == "back\n"
+    finally:
+        proxy.stop()
+        nodes[0].remove_all_containers()

@@ -4,10 +4,12 @@ Docker API. With `[admin] token`, every request needs `Authorization: Bearer <to
 
     GET    /swarmproxy/v1/nodes[?label=k=v…][&all=1]   nodes (drained ones with all=1)
     POST   /swarmproxy/v1/nodes                        register {address, name, labels,
-                                                   tls_ca_pem, tls_cert_pem, tls_key_pem}
+                                                   tls_ca_pem, tls_cert_pem, tls_key_pem,
+                                                   creation_status}
     POST   /swarmproxy/v1/nodes/unregister             unregister {"nodes": [...]}
     GET    /swarmproxy/v1/nodes/{node}                 one node (by name or address)
-    PATCH  /swarmproxy/v1/nodes/{node}                 {"labels": {k: v, or null to drop}}
+    PATCH  /swarmproxy/v1/nodes/{node}                 {"labels": {k: v, or null to drop},
+                                                    "creation_status": "created"|"pending"|…}
     DELETE /swarmproxy/v1/nodes/{node}                 unregister one
     POST   /swarmproxy/v1/nodes/{node}/drain|enable    take no new containers, or again
 """
@@ -24,6 +26,8 @@ from aiohttp.typedefs import Handler
 from swarmproxy.api import middleware
 from swarmproxy.api.context import CLUSTER, json_response
 from swarmproxy.cluster import Cluster, Node
+from swarmproxy.cluster.node import CREATED
+from swarmproxy.cluster.registry import check_creation_status
 from swarmproxy.config import AdminConfig, ConfigError, node_from_table
 from swarmproxy.errors import BadRequest
 from swarmproxy.storage import NodeRecord
@@ -102,11 +106,16 @@ async def list_nodes(request: web.Request) -> web.Response:
 
 async def register(request: web.Request) -> web.Response:
     body = await _body(request)
+    status = body.pop("creation_status", CREATED)
+    if not isinstance(status, str):
+        raise BadRequest('"creation_status" must be a string')
     try:
         table = node_from_table(body, "node")
     except ConfigError as e:
         raise BadRequest(str(e)) from None
-    node = await _cluster(request).register(table.address, table.name, table.labels, table.tls)
+    node = await _cluster(request).register(
+        table.address, table.name, table.labels, table.tls, status
+    )
     return json_response(node_view(node), 201)
 
 
@@ -114,13 +123,19 @@ async def get_node(request: web.Request) -> web.Response:
     return json_response(node_view(_cluster(request).find_node(request.match_info["node"])))
 
 
-async def update_labels(request: web.Request) -> web.Response:
+async def update_node(request: web.Request) -> web.Response:
+    """Labels and creation status, changed together in one atomic step."""
     body = await _body(request)
-    labels = body.get("labels")
+    labels = body.get("labels", {})
+    status = body.get("creation_status")
     if not isinstance(labels, dict) or not all(
         isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in labels.items()
     ):
         raise BadRequest('"labels" must be an object of strings (null drops a label)')
+    if status is not None:
+        if not isinstance(status, str):
+            raise BadRequest('"creation_status" must be a string')
+        check_creation_status(status)
 
     def change(record: NodeRecord) -> None:
         for key, value in labels.items():
@@ -128,6 +143,8 @@ async def update_labels(request: web.Request) -> web.Response:
                 record.metadata.pop(key, None)
             else:
                 record.metadata[key] = value
+        if status is not None:
+            record.creation_status = status
 
     cluster = _cluster(request)
     record = await cluster.atomic_update_node(request.match_info["node"], change)
@@ -174,7 +191,7 @@ def make_admin_app(cluster: Cluster, admin: AdminConfig) -> web.Application:
     app.router.add_post(PREFIX + "/nodes", register)
     app.router.add_post(PREFIX + "/nodes/unregister", unregister_nodes)
     app.router.add_get(node, get_node)
-    app.router.add_patch(node, update_labels)
+    app.router.add_patch(node, update_node)
     app.router.add_delete(node, unregister)
     app.router.add_post(node + "/drain", drain)
     app.router.add_post(node + "/enable", enable)

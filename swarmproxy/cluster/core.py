@@ -281,11 +281,21 @@ class Cluster(ImageOperations, NodeRegistry, ContainerCreation, ContainerOperati
             async with node.client.request("GET", "/_ping", timeout=timeout) as response:
                 await response.read()
             stale = time.monotonic() - node.described_at > DESCRIBE_SECONDS
-            if not was_ready or not node.api_version or stale:
+            joining = not node.api_version
+            if not was_ready or joining or stale:
                 await self._describe(node, timeout)
+            if joining:
+                await self._learn_images(node)
         except (NodeUnavailable, *TRANSPORT_ERRORS) as e:
             if was_ready:
                 log_event(log, logging.WARNING, "node down", node=node.name, error=str(e))
+
+    async def _learn_images(self, node: Node) -> None:
+        try:
+            await asyncio.wait_for(self.learn_images(node), self.health_config.node_timeout)
+        except (DockerError, StorageError, TimeoutError) as e:
+            # Lookups find the images anyway, a node at a time; this only saves them that.
+            log_event(log, logging.WARNING, "images not learned", node=node.name, error=str(e))
 
     async def _describe(self, node: Node, timeout: float) -> None:
         version = await node.client.version(timeout)

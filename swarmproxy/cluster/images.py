@@ -78,6 +78,15 @@ def quoted(ref: str) -> str:
     return quote(ref, safe="/:@")
 
 
+def _index_keys(inspect: dict[str, Any]) -> tuple[list[str], list[str], set[str]]:
+    """An image's indexable tags and digests (from its inspect or its listing entry), and
+    every key the index files it under: its ID and each of them, normalised."""
+    tags = [t for t in inspect.get("RepoTags") or [] if index_key(t)]
+    digests = [d for d in inspect.get("RepoDigests") or [] if index_key(d)]
+    keys = {str(inspect["Id"]), *(references.normalize(r) for r in (*tags, *digests))}
+    return tags, digests, keys
+
+
 def index_key(ref: str) -> str | None:
     """The index's key for a reference, or None when only the nodes can resolve it (an ID
     prefix, or a reference the daemon will refuse)."""
@@ -203,10 +212,8 @@ class ImageOperations(abc.ABC):
         image_id = str(inspect.get("Id", ""))
         if not image_id:
             return
-        tags = [t for t in inspect.get("RepoTags") or [] if index_key(t)]
-        digests = [d for d in inspect.get("RepoDigests") or [] if index_key(d)]
+        tags, digests, keys = _index_keys(inspect)
         storage = self.storage
-        keys = {image_id, *(references.normalize(r) for r in (*tags, *digests))}
         await asyncio.gather(*(storage.store_image(k, image_id, node.address) for k in keys))
         for digest in digests:
             repository = references.repository(digest)
@@ -215,6 +222,24 @@ class ImageOperations(abc.ABC):
                     await storage.set_image_digest(
                         references.normalize(tag), references.digest_of(digest)
                     )
+
+    async def learn_images(self, node: Node) -> None:
+        """Index the images of a node that joins the cluster, where they agree with the
+        index: a tag that names another image in the index (rebuilt elsewhere since) is not
+        claimed for the node's older image."""
+        status, listing = await node.client.json("GET", "/images/json")
+        if status != 200 or not isinstance(listing, list):
+            return
+        for entry in listing:
+            image_id = str(entry.get("Id", ""))
+            if not image_id:
+                continue
+            for key in _index_keys(entry)[2]:
+                record = await self.storage.retrieve_image(key)
+                if record is None or (
+                    record.last_id == image_id and node.address not in record.nodes
+                ):
+                    await self.storage.store_image(key, image_id, node.address)
 
     async def _forget_deletions(self, node: Node, deletions: Sequence[dict[str, Any]]) -> None:
         """Drop from the index what a node said it untagged or deleted."""

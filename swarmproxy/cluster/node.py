@@ -10,6 +10,11 @@ from swarmproxy.cluster.health import NodeHealth
 from swarmproxy.node_client import NodeClient
 from swarmproxy.tls import NodeTLS
 
+# The seed's creation statuses: only a `created` node takes new containers. `pending` and
+# `error` are for nodes a provisioner is still making (or failed to); `disabled` is drained.
+CREATED, PENDING, ERROR, DISABLED = "created", "pending", "error", "disabled"
+CREATION_STATUSES = (CREATED, PENDING, ERROR, DISABLED)
+
 
 @dataclass(eq=False)
 class Node:
@@ -24,8 +29,8 @@ class Node:
     info: dict[str, Any] = field(default_factory=dict)
     # When its versions and info were last read (monotonic seconds).
     described_at: float = 0.0
-    # The seed's creation status, from the node's record: "disabled" is a drained node.
-    creation_status: str = "created"
+    # The seed's creation status, from the node's record.
+    creation_status: str = CREATED
     # Keyword-only, so that the positional fields above keep their places.
     tls: NodeTLS | None = field(default=None, kw_only=True)
     # What speaks to the daemon: dry mode's nodes get one that never does.
@@ -37,8 +42,8 @@ class Node:
 
     @property
     def ready(self) -> bool:
-        """May take new containers: healthy, and not drained."""
-        return self.health.ready and self.creation_status != "disabled"
+        """May take new containers: healthy, and created (not drained, not in the making)."""
+        return self.health.ready and self.creation_status == CREATED
 
     def describe(self) -> dict[str, Any]:
         """The node as API users see it beside a container (classic Swarm's `Node`)."""

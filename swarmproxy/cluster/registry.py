@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from swarmproxy.cluster.healing import NodeHealing
 from swarmproxy.cluster.hooks import Hooks
-from swarmproxy.cluster.node import Node
+from swarmproxy.cluster.node import CREATED, CREATION_STATUSES, DISABLED, Node
 from swarmproxy.errors import BadRequest, Conflict, NotFound
 from swarmproxy.log import log_event
 from swarmproxy.node_client import NodeClient
@@ -23,10 +23,6 @@ from swarmproxy.storage import NodeRecord, Storage
 from swarmproxy.tls import NodeTLS, TLSError, node_tls_from_pems
 
 log = logging.getLogger("swarmproxy.cluster")
-
-# The seed's creation status of a drained node: it takes no new containers.
-DISABLED = "disabled"
-CREATED = "created"
 
 
 class NodeRegistry(abc.ABC):
@@ -65,9 +61,13 @@ class NodeRegistry(abc.ABC):
         name: str = "",
         labels: Mapping[str, str] | None = None,
         tls: NodeTLS | None = None,
+        creation_status: str = CREATED,
     ) -> Node:
         """Add a node to the cluster (and to every replica's, through storage); the
-        `before_node_register` hooks may change its record first, or refuse it."""
+        `before_node_register` hooks may change its record first, or refuse it. A node
+        registered `pending` (a provisioner still making it) takes no containers until its
+        creation status is set to `created`."""
+        check_creation_status(creation_status)
         if any(n.address == address or (name and n.name == name) for n in self.nodes):
             raise Conflict(f"node {name or address} is already registered")
         record = NodeRecord(
@@ -75,6 +75,7 @@ class NodeRegistry(abc.ABC):
             name=name or address,
             metadata=dict(labels or {}),
             tls=tls.pems() if tls is not None else {},
+            creation_status=creation_status,
         )
         await self.hooks.run("before_node_register", record)
         try:
@@ -133,12 +134,20 @@ class NodeRegistry(abc.ABC):
         self._take_record(record)
         return record
 
+    async def set_creation_status(self, ref: str, status: str) -> NodeRecord:
+        check_creation_status(status)
+
+        def change(record: NodeRecord) -> None:
+            record.creation_status = status
+
+        return await self.atomic_update_node(ref, change)
+
     async def drain(self, ref: str) -> NodeRecord:
         """No new containers on the node; its containers go on being served."""
-        return await self.atomic_update_node(ref, _set_creation_status(DISABLED))
+        return await self.set_creation_status(ref, DISABLED)
 
     async def enable(self, ref: str) -> NodeRecord:
-        return await self.atomic_update_node(ref, _set_creation_status(CREATED))
+        return await self.set_creation_status(ref, CREATED)
 
     async def list_nodes(self) -> list[NodeRecord]:
         """The nodes that take containers (the seed's Nodes): drained ones left out."""
@@ -194,8 +203,8 @@ def node_of(record: NodeRecord, client_class: type[NodeClient] = NodeClient) -> 
     return node
 
 
-def _set_creation_status(status: str) -> Callable[[NodeRecord], None]:
-    def change(record: NodeRecord) -> None:
-        record.creation_status = status
-
-    return change
+def check_creation_status(status: str) -> None:
+    if status not in CREATION_STATUSES:
+        raise BadRequest(
+            f"invalid creation status {status!r}: expected one of {', '.join(CREATION_STATUSES)}"
+        )

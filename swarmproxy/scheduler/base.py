@@ -17,9 +17,14 @@ class SchedulingRequest:
     """What is known of the container to place."""
 
     name: str = ""
+    # The create's body, as it goes to the node: placement expressions given as `-e
+    # constraint:…` / `-e affinity:…` are taken out of its Env and kept in its Labels.
     config: dict[str, Any] = field(default_factory=dict)
     # Free-form, from the library's caller to the strategy (the seed's scheduler options).
     options: Any = None
+    # Classic Swarm's expressions as written: `zone==b`, `node!=node-1`, `container==~web`.
+    constraints: list[str] = field(default_factory=list)
+    affinities: list[str] = field(default_factory=list)
 
 
 class Scheduler(abc.ABC):
