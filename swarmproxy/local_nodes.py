@@ -278,6 +278,9 @@ class DockerNode:
             self._proc.kill()
             self._proc.wait()
         self._kill_leftovers()
+        # A killed containerd may linger as a zombie (nobody here reaps orphans), and
+        # dockerd would take its pid file's word that it still runs, and wait on it.
+        (self.workdir / "x" / "containerd" / "containerd.pid").unlink(missing_ok=True)
 
     def relaunch(self) -> None:
         """Start the daemon again on its data, port and paths, after `crash()`."""
