@@ -7,7 +7,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from swarmproxy import __version__, log, node_cli
+from swarmproxy import __version__, log, node_cli, schedule_cli
 from swarmproxy import config as config_module
 from swarmproxy.admin_client import DEFAULT_ADMIN
 from swarmproxy.config import Config, ConfigError
@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     node_cli.add_parser(commands)
+    schedule_cli.add_parser(commands)
 
     dev = commands.add_parser(
         "dev-cluster",
@@ -79,14 +80,20 @@ def build_config(args: argparse.Namespace) -> Config:
         config_module.from_dict(
             {"nodes": [{"address": n.address, "name": n.name} for n in config.nodes]}
         )
-    from swarmproxy.scheduler import STRATEGIES
+    from swarmproxy.scheduler import make_scheduler
+    from swarmproxy.scheduler.filters import make_filters
 
-    if config.scheduler.strategy not in STRATEGIES:
-        raise ConfigError(
-            "scheduler.strategy",
-            f"unknown strategy {config.scheduler.strategy!r} "
-            f"(known: {', '.join(sorted(STRATEGIES))})",
-        )
+    try:
+        make_scheduler(config.scheduler.strategy)
+    except ValueError as e:
+        raise ConfigError("scheduler.strategy", str(e)) from None
+    try:
+        make_filters(config.scheduler.filters)
+    except ValueError as e:
+        raise ConfigError("scheduler.filters", str(e)) from None
+    if "health" not in config.scheduler.filters:
+        # Scheduling must never pick a node that is down or drained.
+        raise ConfigError("scheduler.filters", "must include health")
     from swarmproxy.cluster.healer import load_healer
     from swarmproxy.cluster.hooks import EVENTS, load_hook
 
@@ -127,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "node":
         return node_cli.run(args)
+    if args.command == "schedule":
+        return schedule_cli.run(args)
     if args.command == "dev-cluster":
         from swarmproxy.devcluster import run_dev_cluster
 

@@ -75,7 +75,14 @@ class StorageConfig:
 
 @dataclass
 class SchedulerConfig:
+    # round-robin, spread, binpack, random, or a custom one: "package.module:Class".
     strategy: str = "round-robin"
+    # Nodes a create is tried on when nodes fail it (a daemon's refusal is final).
+    max_attempts: int = 3
+    # Classic Swarm's filters, in the order they judge the nodes; `health` is required.
+    filters: list[str] = field(
+        default_factory=lambda: ["health", "constraint", "affinity", "port", "dependency"]
+    )
 
 
 @dataclass
@@ -140,6 +147,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "log": LogConfig,
 }
 _LIST_KEYS = {("server", "listen"), ("admin", "listen")}
+# Lists of names, checked when the cluster is made from the config.
+_NAME_LIST_KEYS = {("scheduler", "filters")}
 # Lists of import paths ("package.module:name"), checked when the cluster loads them.
 _PATH_LIST_KEYS = {("hooks", key) for key in HooksConfig.__dataclass_fields__}
 _IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -152,6 +161,8 @@ _FLOAT_KEYS = {
     ("health", "pending_name_timeout"),
     ("images", "pull_inactivity_timeout"),
 }
+# Whole numbers of at least one.
+_COUNT_KEYS = {("scheduler", "max_attempts")}
 _CHOICES = {
     ("log", "level"): {"debug", "info", "warning", "error"},
     ("log", "format"): {"text", "json"},
@@ -230,6 +241,12 @@ def _value(section: str, key: str, value: Any) -> Any:
         for address in value:
             _check_address(name, address)
         return value
+    if (section, key) in _NAME_LIST_KEYS:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(name, "must be a list of names")
+        return value
     if (section, key) in _PATH_LIST_KEYS:
         if isinstance(value, str):
             value = [value]
@@ -247,6 +264,10 @@ def _value(section: str, key: str, value: Any) -> Any:
         ):
             raise ConfigError(name, "must be a positive number of seconds")
         return float(value)
+    if (section, key) in _COUNT_KEYS:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(name, "must be a whole number, at least 1")
+        return value
     if not isinstance(value, str):
         raise ConfigError(name, "must be a string")
     choices = _CHOICES.get((section, key))
@@ -358,16 +379,16 @@ def _table(parent: dict[str, Any], key: str, name: str) -> dict[str, Any]:
 
 
 def _env_value(section: str, key: str, text: str) -> Any:
-    if (section, key) in _LIST_KEYS | _PATH_LIST_KEYS:
+    if (section, key) in _LIST_KEYS | _PATH_LIST_KEYS | _NAME_LIST_KEYS:
         if text.lstrip().startswith("["):
             try:
                 return json.loads(text)
             except json.JSONDecodeError:
                 pass
         return [part.strip() for part in text.split(",") if part.strip()]
-    if (section, key) in _FLOAT_KEYS:
+    if (section, key) in _FLOAT_KEYS | _COUNT_KEYS:
         try:
-            return float(text)
+            return float(text) if (section, key) in _FLOAT_KEYS else int(text)
         except ValueError:
             return text
     return text

@@ -635,13 +635,18 @@ def _unmount_under(path: pathlib.Path) -> None:
 def start_nodes(
     count: int,
     base: pathlib.Path | None = None,
-    bridge: str | None = None,
+    bridge: str | Sequence[str] | None = None,
     tls: DaemonTLS | None = None,
 ) -> list[DockerNode]:
     """Start ``count`` dockerds concurrently, each with ``busybox:latest`` loaded (and, with
-    `tls`, their TCP address behind TLS; their unix sockets stay plain)."""
+    `tls`, their TCP address behind TLS; their unix sockets stay plain). `bridge` is one
+    bridge for all of them, or one each: nodes on one host need their own, with their own
+    subnets, for their containers' addresses not to clash."""
     if count < 1:
         raise ValueError("count must be >= 1")
+    bridges = [bridge] * count if bridge is None or isinstance(bridge, str) else list(bridge)
+    if len(bridges) != count:
+        raise ValueError(f"{len(bridges)} bridges for {count} nodes")
     remove_parent: pathlib.Path | None = None
     if base is None:
         # Short on purpose: unix socket paths (ours and containerd's under the
@@ -666,7 +671,7 @@ def start_nodes(
                 f"node-{index}",
                 base / f"n{index}",
                 port,
-                bridge,
+                bridges[index - 1],
                 remove_parent=remove_parent,
                 tls=tls,
             )

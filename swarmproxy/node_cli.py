@@ -17,19 +17,24 @@ NODES = "/swarmproxy/v1/nodes"
 COLUMNS = ("NAME", "ADDRESS", "STATUS", "CONTAINERS", "LAST SUCCESS", "LAST ERROR", "LABELS")
 
 
-def add_parser(commands: Any) -> None:
-    node = commands.add_parser("node", help="list and manage the nodes of a running proxy")
-    node.add_argument(
+def add_admin_options(parser: argparse.ArgumentParser) -> None:
+    """Where a command finds the running proxy's admin API."""
+    parser.add_argument(
         "--admin",
         default=os.environ.get("SWARMPROXY_ADMIN", DEFAULT_ADMIN),
         metavar="ADDR",
         help=f"the proxy's admin listener (default $SWARMPROXY_ADMIN or {DEFAULT_ADMIN})",
     )
-    node.add_argument(
+    parser.add_argument(
         "--token",
         default=os.environ.get("SWARMPROXY_ADMIN_TOKEN", ""),
         help="the admin API's bearer token (default $SWARMPROXY_ADMIN_TOKEN)",
     )
+
+
+def add_parser(commands: Any) -> None:
+    node = commands.add_parser("node", help="list and manage the nodes of a running proxy")
+    add_admin_options(node)
     actions = node.add_subparsers(dest="action", required=True, metavar="ACTION")
     ls = actions.add_parser("ls", help="every node with its status")
     ls.add_argument("--label", action="append", default=[], metavar="K=V", help="filter")
@@ -92,7 +97,7 @@ def _creation(status: str) -> str:
 
 
 def _table(nodes: list[dict[str, Any]]) -> str:
-    rows = [COLUMNS] + [
+    rows = [
         (
             n["Name"],
             n["Address"],
@@ -104,10 +109,16 @@ def _table(nodes: list[dict[str, Any]]) -> str:
         )
         for n in nodes
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    return table(COLUMNS, rows)
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Rows under their column names, each column as wide as its widest cell."""
+    lines = [tuple(columns), *(tuple(row) for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
     return "\n".join(
-        "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
+        "   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
     )
 
 

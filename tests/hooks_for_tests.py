@@ -1,9 +1,12 @@
-"""Hooks that the tests name in a proxy's config ([hooks]), as a user's module would be."""
+"""User code that the tests name in a proxy's config (hooks, a strategy), as a user's module
+would be."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from swarmproxy.cluster import Node
-from swarmproxy.scheduler import SchedulingRequest
+from swarmproxy.scheduler import Scheduler, SchedulingRequest
 from swarmproxy.storage import NodeRecord
 
 
@@ -24,3 +27,12 @@ async def mark_registered(record: NodeRecord) -> None:
 def refuse_node_2(record: NodeRecord) -> None:
     if record.name == "node-2":
         raise RuntimeError("node-2 is not for this cluster")
+
+
+class FirstNode(Scheduler):
+    """A custom strategy, named by import path: the first candidate in name order."""
+
+    name = "first"
+
+    async def select(self, nodes: Sequence[Node], request: SchedulingRequest) -> Node:
+        return min(nodes, key=lambda n: n.name)

@@ -146,9 +146,9 @@ def test_serve_file_without_nodes(tmp_path: Path) -> None:
 
 
 def test_serve_unknown_scheduler_strategy(tmp_path: Path) -> None:
-    path = write(tmp_path, '[scheduler]\nstrategy = "random"\n[[nodes]]\naddress = "tcp://a:1"\n')
+    path = write(tmp_path, '[scheduler]\nstrategy = "fastest"\n[[nodes]]\naddress = "tcp://a:1"\n')
     line = assert_config_error(swarmproxy("serve", "--config", str(path)), "scheduler.strategy")
-    assert "'random'" in line
+    assert "'fastest'" in line
     assert "round-robin" in line
 
 
@@ -281,10 +281,24 @@ def test_build_config_errors_name_the_key(argv: tuple[str, ...], key: str) -> No
 
 
 def test_build_config_rejects_an_unknown_strategy(tmp_path: Path) -> None:
-    path = write(tmp_path, '[scheduler]\nstrategy = "spread"\n')
+    path = write(tmp_path, '[scheduler]\nstrategy = "fastest"\n')
     with pytest.raises(ConfigError) as info:
         build_config(args("--config", str(path), "--node", "tcp://a:1"))
-    assert str(info.value) == ("scheduler.strategy: unknown strategy 'spread' (known: round-robin)")
+    assert str(info.value) == (
+        "scheduler.strategy: unknown strategy 'fastest' "
+        "(known: binpack, random, round-robin, spread, or package.module:Class)"
+    )
+    for text, key in (
+        ('[scheduler]\nstrategy = "no.such:Strategy"\n', "scheduler.strategy"),
+        ('[scheduler]\nfilters = ["health", "cpu"]\n', "scheduler.filters"),
+        ('[scheduler]\nfilters = ["constraint"]\n', "scheduler.filters"),
+        ("[scheduler]\nmax_attempts = 0\n", "scheduler.max_attempts"),
+    ):
+        with pytest.raises(ConfigError) as bad:
+            build_config(args("--config", str(write(tmp_path, text)), "--node", "tcp://a:1"))
+        assert bad.value.key == key
+    custom = write(tmp_path, '[scheduler]\nstrategy = "tests.hooks_for_tests:FirstNode"\n')
+    assert build_config(args("--config", str(custom), "--node", "tcp://a:1")).scheduler.strategy
 
 
 def test_build_config_loads_the_healer_it_names(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""swarmproxy.scheduler.constraints: classic Swarm's node constraints, parsed and matched
-against nodes."""
+"""Classic Swarm's node constraints (swarmproxy.scheduler.expressions), as the
+`X-Swarmproxy-Constraint` header gives them: parsed, and matched against nodes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from swarmproxy.cluster.node import Node
-from swarmproxy.scheduler.constraints import (
-    Constraint,
-    ConstraintError,
+from swarmproxy.errors import BadRequest
+from swarmproxy.scheduler.expressions import (
+    Expression,
+    constraint_failure,
     matching,
     parse_constraints,
 )
@@ -36,10 +37,10 @@ def names(nodes: list[Node], text: str) -> list[str]:
 
 def test_parse_one_and_several() -> None:
     """`==` and `!=`, comma-separated, spaces around the parts ignored."""
-    assert parse_constraints("node==node-1") == [Constraint("node", True, "node-1")]
+    assert parse_constraints("node==node-1") == [Expression("node", True, "node-1")]
     assert parse_constraints(" region != eu-* , storage==ssd ,") == [
-        Constraint("region", False, "eu-*"),
-        Constraint("storage", True, "ssd"),
+        Expression("region", False, "eu-*"),
+        Expression("storage", True, "ssd"),
     ]
     assert parse_constraints("") == []
     assert parse_constraints(" , ") == []
@@ -48,7 +49,7 @@ def test_parse_one_and_several() -> None:
 def test_parse_keeps_dotted_and_slashed_keys_and_regex_values() -> None:
     """Label keys with dots and slashes; a `/regex/` value is kept as written."""
     assert parse_constraints("com.example/rack==/r[0-9]+/") == [
-        Constraint("com.example/rack", True, "/r[0-9]+/")
+        Expression("com.example/rack", True, "/r[0-9]+/")
     ]
 
 
@@ -66,15 +67,12 @@ def test_parse_keeps_dotted_and_slashed_keys_and_regex_values() -> None:
         "region!=/(/",
     ],
 )
-def test_invalid_syntax_is_a_constraint_error(text: str) -> None:
-    """Anything not `key==value` / `key!=value`, or a regex that does not compile."""
-    with pytest.raises(ConstraintError, match="invalid constraint"):
+def test_invalid_syntax_is_a_bad_request(text: str) -> None:
+    """Anything not `key==value` / `key!=value`, or a regex that does not compile: the
+    daemon's 400."""
+    with pytest.raises(BadRequest, match="invalid constraint") as raised:
         parse_constraints(text)
-
-
-def test_constraint_error_is_a_value_error() -> None:
-    """A caller catching ValueError catches it too."""
-    assert issubclass(ConstraintError, ValueError)
+    assert raised.value.status == 400
 
 
 async def test_node_name(nodes: list[Node]) -> None:
@@ -119,11 +117,22 @@ async def test_regex(nodes: list[Node]) -> None:
 
 async def test_a_lone_slash_is_a_plain_value(nodes: list[Node]) -> None:
     """`/` alone is no regex, just a value no node has."""
-    assert parse_constraints("region==/") == [Constraint("region", True, "/")]
+    assert parse_constraints("region==/") == [Expression("region", True, "/")]
     assert names(nodes, "region==/") == []
 
 
-async def test_matches_on_one_node(nodes: list[Node]) -> None:
-    """Constraint.matches says of one node whether it satisfies the constraint."""
+async def test_failure_on_one_node(nodes: list[Node]) -> None:
+    """constraint_failure says of one node why it fails a constraint, None if it holds."""
     [constraint] = parse_constraints("region==us-*")
-    assert [constraint.matches(n) for n in nodes] == [False, True, False]
+    assert [constraint_failure(n, constraint) for n in nodes] == [
+        "region==us-*: region is eu-west",
+        None,
+        "region==us-*: region is eu-north",
+    ]
+
+
+async def test_soft_constraints_in_the_header(nodes: list[Node]) -> None:
+    """A soft constraint narrows the nodes when some satisfy it, and yields otherwise."""
+    assert names(nodes, "storage==~ssd") == ["node-1"]
+    assert names(nodes, "storage==~nvme") == ["node-1", "node-2", "gpu-box"]
+    assert names(nodes, "region==eu-*,storage==~hdd") == ["node-1", "gpu-box"]

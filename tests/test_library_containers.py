@@ -14,8 +14,8 @@ from swarmproxy.cluster.creation import PullOptions
 from swarmproxy.cluster.dry import DryModeCall
 from swarmproxy.config import HealthConfig
 from swarmproxy.errors import DockerError, NoNodeAvailable
-from swarmproxy.local_nodes import IMAGE, DockerNode
-from swarmproxy.scheduler import SchedulingRequest
+from swarmproxy.local_nodes import IMAGE, DockerNode, start_nodes, stop_nodes
+from swarmproxy.scheduler import SchedulingRequest, make_scheduler
 from swarmproxy.scheduler.round_robin import RoundRobin
 from swarmproxy.storage import MemoryStorage
 from tests.rig.images import unique_parts
@@ -247,3 +247,39 @@ async def test_container_and_exec_operations(library: Cluster, nodes: list[Docke
     with pytest.raises(DockerError) as gone:
         await library.inspect_container("lib-ops")
     assert gone.value.status == 404
+
+
+@pytest.fixture
+def crashing() -> Iterator[DockerNode]:
+    (node,) = start_nodes(1)
+    node.name = "crashing"
+    try:
+        yield node
+    finally:
+        stop_nodes([node])
+
+
+async def test_a_node_killed_between_attempts_is_skipped(
+    nodes: list[DockerNode], crashing: DockerNode
+) -> None:
+    """The node dies after its last ping: the scheduler still takes it for ready, its
+    create fails, and the container is made on another node."""
+    cluster = Cluster(
+        [Node(nodes[0].name, nodes[0].tcp_address), Node(crashing.name, crashing.tcp_address)],
+        MemoryStorage(),
+        make_scheduler("round-robin"),
+        HealthConfig(interval=600),
+    )
+    await cluster.start()
+    try:
+        crashing.crash()
+        placed = [(await cluster.create_container(SLEEPER)).node.name for _ in range(2)]
+        assert placed == [nodes[0].name, nodes[0].name]
+        (dead,) = [n for n in cluster.nodes if n.name == "crashing"]
+        assert dead.health.failures >= 1 and not dead.ready
+        with pytest.raises(DockerError) as pinned:
+            await cluster.create_container(SLEEPER, nodes=["crashing"])
+        assert "crashing" in pinned.value.message
+    finally:
+        await cluster.close()
+        nodes[0].remove_all_containers()

@@ -763,3 +763,124 @@ async def test_open_storage() -> None:
         open_storage("etcd://x")
     with pytest.raises(ValueError, match="no-scheme"):
         open_storage("no-scheme")
+
+
+# --- volumes --------------------------------------------------------------------
+
+
+async def test_store_and_retrieve_volume(storage: Storage) -> None:
+    assert await storage.retrieve_volume("data") == set()
+    await storage.store_volume("data", "node-1")
+    await storage.store_volume("data", "node-2")
+    await storage.store_volume("data", "node-1")  # again: no change
+    await storage.store_volume("logs", "node-2")
+
+    assert await storage.retrieve_volume("data") == {"node-1", "node-2"}
+    assert await storage.retrieve_volume("logs") == {"node-2"}
+    assert await storage.retrieve_volume("other") == set()
+
+
+async def test_remove_volume(storage: Storage) -> None:
+    await storage.store_volume("data", "node-1")
+    await storage.store_volume("data", "node-2")
+
+    await storage.remove_volume("data", "node-1")
+    await storage.remove_volume("data", "node-3")  # not a holder: no error
+    await storage.remove_volume("unknown", "node-1")
+    assert await storage.retrieve_volume("data") == {"node-2"}
+
+    await storage.remove_volume("data", "node-2")
+    assert await storage.retrieve_volume("data") == set()
+    assert await storage.retrieve_volumes() == {}
+
+    await storage.store_volume("data", "node-3")  # a name freed is a name like any other
+    assert await storage.retrieve_volumes() == {"data": {"node-3"}}
+
+
+async def test_retrieve_volumes(storage: Storage) -> None:
+    assert await storage.retrieve_volumes() == {}
+    for i in range(5):
+        await storage.store_volume(f"v{i}", f"node-{i % 2}")
+        await storage.store_volume(f"v{i}", "node-9")
+    await storage.remove_volume("v0", "node-0")
+    await storage.remove_volume("v0", "node-9")
+
+    assert await storage.retrieve_volumes() == {
+        f"v{i}": {f"node-{i % 2}", "node-9"} for i in range(1, 5)
+    }
+
+
+async def test_retrieved_volumes_are_copies(storage: Storage) -> None:
+    await storage.store_volume("data", "node-1")
+    (await storage.retrieve_volume("data")).add("node-2")
+    (await storage.retrieve_volumes())["data"].add("node-2")
+
+    assert await storage.retrieve_volume("data") == {"node-1"}
+
+
+async def test_a_dry_mode_copy_takes_the_volumes(storage: Storage) -> None:
+    await storage.store_volume("data", "node-1")
+    await storage.store_volume("data", "node-2")
+    copied = await MemoryStorage.copy_of(storage)
+    await copied.remove_volume("data", "node-1")
+
+    assert await copied.retrieve_volume("data") == {"node-2"}
+    assert await storage.retrieve_volume("data") == {"node-1", "node-2"}
+
+
+# --- counters -------------------------------------------------------------------
+
+
+async def test_counter_starts_at_one_and_counts(storage: Storage) -> None:
+    assert await storage.counter("rr") == 0
+    assert [await storage.increment("rr") for _ in range(3)] == [1, 2, 3]
+    assert await storage.counter("rr") == 3
+    assert await storage.counter("rr") == 3  # reading does not change it
+
+
+async def test_counters_are_independent(storage: Storage) -> None:
+    await storage.increment("a")
+    await storage.increment("a")
+    assert await storage.increment("b") == 1
+    assert (await storage.counter("a"), await storage.counter("b")) == (2, 1)
+    assert await storage.counter("c") == 0
+
+
+async def test_concurrent_increments_each_get_their_own_value(storage: Storage) -> None:
+    values = await asyncio.gather(*(storage.increment("rr") for _ in range(50)))
+    assert sorted(values) == list(range(1, 51))
+    assert await storage.counter("rr") == 50
+
+
+async def test_replicas_share_one_counter(
+    storage_redis_server: RedisServer, key_prefix: str
+) -> None:
+    replicas = [RedisStorage(storage_redis_server.url, key_prefix) for _ in range(3)]
+    try:
+        values = await asyncio.gather(
+            *(replica.increment("rr") for replica in replicas for _ in range(20))
+        )
+        assert sorted(values) == list(range(1, 61))
+        assert [await replica.counter("rr") for replica in replicas] == [60, 60, 60]
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+async def test_volume_and_counter_keys_are_under_the_prefix(
+    redis_storage: RedisStorage, admin: redis.Redis, key_prefix: str
+) -> None:
+    assert await redis_storage.counter("rr") == 0
+    assert set(admin.scan_iter(match=f"{key_prefix}*")) == set()  # a read writes nothing
+
+    await redis_storage.store_volume("data", "node-1")
+    await redis_storage.increment("rr")
+    assert set(admin.scan_iter(match=f"{key_prefix}*")) == {
+        f"{key_prefix}volumes",
+        f"{key_prefix}volume-nodes:data",
+        f"{key_prefix}counter:rr",
+    }
+    assert admin.get(f"{key_prefix}counter:rr") == "1"
+
+    await redis_storage.remove_volume("data", "node-1")
+    assert set(admin.scan_iter(match=f"{key_prefix}*")) == {f"{key_prefix}counter:rr"}

@@ -12,6 +12,7 @@ Docker API. With `[admin] token`, every request needs `Authorization: Bearer <to
                                                     "creation_status": "created"|"pending"|…}
     DELETE /swarmproxy/v1/nodes/{node}                 unregister one
     POST   /swarmproxy/v1/nodes/{node}/drain|enable    take no new containers, or again
+    POST   /swarmproxy/v1/schedule[?node=…][&name=…]   where a create body would go, and why
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from swarmproxy.cluster.node import CREATED
 from swarmproxy.cluster.registry import check_creation_status
 from swarmproxy.config import AdminConfig, ConfigError, node_from_table
 from swarmproxy.errors import BadRequest
+from swarmproxy.scheduler import SchedulingRequest
+from swarmproxy.scheduler.expressions import extract_placement
 from swarmproxy.storage import NodeRecord
 
 PREFIX = "/swarmproxy/v1"
@@ -176,6 +179,18 @@ async def enable(request: web.Request) -> web.Response:
     return json_response(node_view(cluster.find_node(record.address)))
 
 
+async def schedule(request: web.Request) -> web.Response:
+    """The placement dry-run: for a create body, the node that would be chosen and every
+    node's verdict (the filter that excluded it and why) and strategy score. Nothing is
+    created; a rotation does not move; no hook runs."""
+    config, constraints, affinities = extract_placement(await _body(request))
+    placement = await _cluster(request).place(
+        SchedulingRequest(request.query.get("name", ""), config, None, constraints, affinities),
+        request.query.getall("node", []),
+    )
+    return json_response(placement.describe())
+
+
 async def not_found(request: web.Request) -> web.Response:
     return middleware.error_response(404, "page not found")
 
@@ -195,5 +210,6 @@ def make_admin_app(cluster: Cluster, admin: AdminConfig) -> web.Application:
     app.router.add_delete(node, unregister)
     app.router.add_post(node + "/drain", drain)
     app.router.add_post(node + "/enable", enable)
+    app.router.add_post(PREFIX + "/schedule", schedule)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from swarmproxy.api.context import TARGET_KEY, Handler, Target, cluster_of, target_of
 from swarmproxy.api.forward import forward, upstream_path
-from swarmproxy.api.handlers import containers, images, system
+from swarmproxy.api.handlers import containers, images, networks, system, volumes
 from swarmproxy.api.hijack import hijacked_stream
 
 
@@ -29,6 +29,12 @@ class Via(Enum):
     HOLDERS = "every node that holds the image, answers merged"
     BROADCAST = "every ready node at once (or those a constraint picks), progress merged"
     ANY = "any ready node"
+    NEW_VOLUME = "the node holding a volume of that name, else the node the scheduler picks"
+    VOLUME = "a node that holds the volume (the index first, else asking the nodes)"
+    VOLUME_HOLDERS = "every node, each removing its volume of that name; refusals named"
+    EVERY_NODE_OR_NONE = "every node at once, all or nothing (a refusal undoes the others)"
+    NETWORK = "every node with a network of the name the reference resolves to (IDs differ)"
+    CONTAINER_IN_BODY = "the node of the container the body names (`Container`)"
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,18 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/build/prune", Via.ALL, images.prune_build_cache),
     Route("GET", "/system/df", Via.ALL, images.system_df),
     Route("POST", "/auth", Via.ANY, images.on_any_node("/auth")),
+    Route("POST", "/volumes/create", Via.NEW_VOLUME, volumes.create),
+    Route("GET", "/volumes", Via.ALL, volumes.list_volumes),
+    Route("POST", "/volumes/prune", Via.ALL, volumes.prune),
+    Route("GET", "/volumes/{name}", Via.VOLUME, volumes.inspect),
+    Route("DELETE", "/volumes/{name}", Via.VOLUME_HOLDERS, volumes.remove),
+    Route("POST", "/networks/create", Via.EVERY_NODE_OR_NONE, networks.create),
+    Route("GET", "/networks", Via.ALL, networks.list_networks),
+    Route("POST", "/networks/prune", Via.ALL, networks.prune),
+    Route("GET", "/networks/{id}", Via.NETWORK, networks.inspect),
+    Route("DELETE", "/networks/{id}", Via.NETWORK, networks.remove),
+    Route("POST", "/networks/{id}/connect", Via.CONTAINER_IN_BODY, networks.connect),
+    Route("POST", "/networks/{id}/disconnect", Via.CONTAINER_IN_BODY, networks.disconnect),
     Route("POST", "/exec/{id}/start", Via.EXEC, hijacked_stream),
     Route("GET", "/exec/{id}/json", Via.EXEC),
     Route("POST", "/exec/{id}/resize", Via.EXEC),

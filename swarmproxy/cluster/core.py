@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -29,9 +29,12 @@ from swarmproxy.cluster.healing import apply as apply_health
 from swarmproxy.cluster.health import Listener
 from swarmproxy.cluster.hooks import EVENTS, Hook, HookRefused, Hooks, load_hook
 from swarmproxy.cluster.images import ImageOperations
+from swarmproxy.cluster.networks import NetworkOperations
 from swarmproxy.cluster.node import Node
+from swarmproxy.cluster.placement import Placing
 from swarmproxy.cluster.registry import NodeRegistry
-from swarmproxy.cluster.watch import DestroyWatcher
+from swarmproxy.cluster.volumes import VolumeOperations
+from swarmproxy.cluster.watch import NodeWatcher, refresh_load
 from swarmproxy.config import Config, HealthConfig, ImagesConfig
 from swarmproxy.errors import (
     DockerError,
@@ -45,7 +48,9 @@ from swarmproxy.errors import (
 )
 from swarmproxy.log import log_event
 from swarmproxy.node_client import TRANSPORT_ERRORS, NodeClient
-from swarmproxy.scheduler import Scheduler, SchedulingRequest, make_scheduler
+from swarmproxy.scheduler import Scheduler, make_scheduler
+from swarmproxy.scheduler.filters import FILTERS, make_filters
+from swarmproxy.scheduler.filters.base import Filter
 from swarmproxy.storage import (
     AmbiguousPrefix,
     ContainerRecord,
@@ -81,10 +86,6 @@ def _pending_age(owner: str) -> float:
         return float("inf")
 
 
-def _readiness(node: Node) -> str:
-    return "drained" if node.health.ready else node.health.describe()
-
-
 def ambiguous(prefix: str) -> DockerError:
     # The daemon answers an ambiguous prefix with a 500 carrying truncindex's message.
     return DockerError(f"multiple IDs found with provided prefix: {prefix}", 500)
@@ -98,7 +99,15 @@ class NameClaim:
     token: str
 
 
-class Cluster(ImageOperations, NodeRegistry, ContainerCreation, ContainerOperations):
+class Cluster(
+    VolumeOperations,
+    NetworkOperations,
+    ImageOperations,
+    NodeRegistry,
+    Placing,
+    ContainerCreation,
+    ContainerOperations,
+):
     def __init__(
         self,
         nodes: Sequence[Node],
@@ -107,11 +116,18 @@ class Cluster(ImageOperations, NodeRegistry, ContainerCreation, ContainerOperati
         health: HealthConfig | None = None,
         images: ImagesConfig | None = None,
         healer: Healer | None = None,
+        max_attempts: int = 3,
+        filters: Sequence[Filter] | None = None,
     ) -> None:
         self.nodes: list[Node] = []
         self._by_address: dict[str, Node] = {}
         self.storage = storage
         self.scheduler = scheduler
+        if getattr(scheduler, "storage", False) is None:
+            # What replicas share (a rotation's turn) lives in the cluster's storage.
+            scheduler.storage = storage
+        self.max_attempts = max_attempts
+        self.filters: list[Filter] = list(filters) if filters is not None else make_filters(FILTERS)
         self.health_config = health or HealthConfig()
         self.healing = NodeHealing(storage, healer or BackoffHealer())
         self.hooks = Hooks()
@@ -135,9 +151,18 @@ class Cluster(ImageOperations, NodeRegistry, ContainerCreation, ContainerOperati
     def from_config(cls, config: Config) -> Cluster:
         nodes = [Node(n.name, n.address, dict(n.labels), tls=n.tls) for n in config.nodes]
         storage = open_storage(config.storage.url, config.storage.prefix)
-        scheduler = make_scheduler(config.scheduler.strategy)
+        scheduler = make_scheduler(config.scheduler.strategy, storage)
         healer = load_healer(config.health.healer)
-        cluster = cls(nodes, storage, scheduler, config.health, config.images, healer)
+        cluster = cls(
+            nodes,
+            storage,
+            scheduler,
+            config.health,
+            config.images,
+            healer,
+            config.scheduler.max_attempts,
+            make_filters(config.scheduler.filters),
+        )
         for event in EVENTS:
             for spec in getattr(config.hooks, event):
                 cluster.add_hook(event, load_hook(spec))
@@ -184,13 +209,20 @@ class Cluster(ImageOperations, NodeRegistry, ContainerCreation, ContainerOperati
         registrations are computed and recorded there, and no daemon is called. The real
         cluster is left as it is; `stop_dry_mode()` on the copy returns to it."""
         storage = await MemoryStorage.copy_of(self.storage)
+        scheduler = (
+            await self.scheduler.for_dry_mode(storage)
+            if isinstance(self.scheduler, Scheduler)
+            else copy.copy(self.scheduler)
+        )
         dry = type(self)(
             [dry_copy(n) for n in self.nodes],
             storage,
-            copy.copy(self.scheduler),
+            scheduler,
             self.health_config,
             self.images_config,
             self.healing.healer,
+            self.max_attempts,
+            self.filters,
         )
         dry.hooks = self.hooks
         dry.dry = True
@@ -218,9 +250,7 @@ class Cluster(ImageOperations, NodeRegistry, ContainerCreation, ContainerOperati
             self._monitor = None
 
     def _watch(self, node: Node) -> None:
-        task = asyncio.create_task(
-            DestroyWatcher(node, self.storage).run(), name=f"watch-{node.name}"
-        )
+        task = asyncio.create_task(NodeWatcher(node, self.storage).run(), name=f"watch-{node.name}")
         self._watchers[node.address] = task
 
     def _add_node(self, node: Node) -> None:
@@ -284,6 +314,8 @@ class Cluster(ImageOperations, NodeRegistry, ContainerCreation, ContainerOperati
             joining = not node.api_version
             if not was_ready or joining or stale:
                 await self._describe(node, timeout)
+                # Beside the pings, not in their way: a node may hold many containers.
+                self._in_background(refresh_load(node))
             if joining:
                 await self._learn_images(node)
         except (NodeUnavailable, *TRANSPORT_ERRORS) as e:
@@ -308,6 +340,7 @@ class Cluster(ImageOperations, NodeRegistry, ContainerCreation, ContainerOperati
     async def refresh_health(self) -> None:
         """Take the registered nodes, and every node's shared health, from storage, as
         other replicas left them."""
+        generations = {n.address: n.generation for n in self.nodes}
         try:
             stored = await self.storage.retrieve_nodes()
         except StorageError as e:
@@ -317,7 +350,9 @@ class Cluster(ImageOperations, NodeRegistry, ContainerCreation, ContainerOperati
         records = {r.address: r for r in stored}
         for node in self.nodes:
             record = records.get(node.address)
-            if record is not None and not self.healing.deciding(node.address):
+            # Not over a change made here since the reading began (its record is newer).
+            unchanged = generations.get(node.address) == node.generation
+            if record is not None and unchanged and not self.healing.deciding(node.address):
                 apply_health(node, record)
                 self._take_record(record)
 
@@ -326,11 +361,20 @@ class Cluster(ImageOperations, NodeRegistry, ContainerCreation, ContainerOperati
         beside the request that saw it."""
 
         def changed(ok: bool, error: str) -> None:
-            task = asyncio.get_running_loop().create_task(self.healing.decide(node, ok, error))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self.healing.decide(node, ok, error))
 
         return changed
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` beside what asked for it; cancelled when the cluster closes."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log_event(log, logging.WARNING, "background work failed", error=str(error))
 
     # --- nodes ------------------------------------------------------------------
     def node(self, address: str) -> Node:
@@ -542,37 +586,6 @@ class Cluster(ImageOperations, NodeRegistry, ContainerCreation, ContainerOperati
     async def release_claim(self, claim: NameClaim | None) -> None:
         if claim is not None:
             await self.storage.release_name(claim.name, claim.token)
-
-    async def schedule(self, request: SchedulingRequest, nodes: Sequence[str] = ()) -> Node:
-        """The node for a new container: among `nodes` (names or addresses) when given,
-        else among every ready node."""
-        candidates = self.ready_nodes()
-        if nodes:
-            pinned = [self.find_node(ref) for ref in nodes]
-            candidates = [n for n in pinned if n.ready]
-            if not candidates:
-                states = ", ".join(f"{n.name} ({_readiness(n)})" for n in pinned)
-                raise NoNodeAvailable(f"none of the nodes asked for can take it: {states}")
-        if not candidates:
-            raise NoNodeAvailable()
-        image = request.config.get("Image")
-        if isinstance(image, str) and image:
-            # A container can only start where its image is: until images are copied to the
-            # node the scheduler would rather pick, the image's holders are the candidates.
-            candidates = await self.schedule_image_nodes(image, candidates)
-        refusals: list[str] = []
-        while candidates:
-            node = await self.scheduler.select(candidates, request)
-            try:
-                await self.hooks.run("before_container_create", node, request)
-            except HookRefused as e:
-                # The hook said no to this node, not to the container: try another.
-                log_event(log, logging.INFO, "placement refused", node=node.name, why=e.message)
-                refusals.append(f"{node.name}: {e.message}")
-                candidates = [c for c in candidates if c is not node]
-                continue
-            return node
-        raise NoNodeAvailable("no node accepted the container: " + "; ".join(refusals))
 
     def add_hook(self, event: str, hook: Hook) -> None:
         """Run `hook` before `event` (see cluster.hooks)."""

@@ -8,24 +8,32 @@ not called: the container gets a made-up ID.
 from __future__ import annotations
 
 import abc
+import asyncio
 import base64
 import json
+import logging
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from swarmproxy.cluster import references
-from swarmproxy.cluster.broadcast import Broadcast, merged_error
+from swarmproxy.cluster.broadcast import Broadcast
+from swarmproxy.cluster.image_transfer import finish
 from swarmproxy.cluster.images import Params, node_path
-from swarmproxy.errors import BadRequest, DockerError, naming_nodes, node_message
+from swarmproxy.errors import BadRequest, DockerError, NodeUnavailable, naming_nodes, node_message
+from swarmproxy.log import log_event
 from swarmproxy.scheduler import SchedulingRequest
+from swarmproxy.scheduler.expressions import extract_placement
+from swarmproxy.scheduler.load import reservation_of
 from swarmproxy.tasks import shielded
 
 if TYPE_CHECKING:
     from swarmproxy.cluster.core import NameClaim
     from swarmproxy.cluster.node import Node
+
+log = logging.getLogger("swarmproxy.cluster")
 
 # The daemon's own rule for names (daemon/names.go).
 VALID_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -72,9 +80,26 @@ class ContainerCreation(abc.ABC):
     """Mixed into Cluster, which provides placement, names and the index."""
 
     dry: bool
+    max_attempts: int
 
     @abc.abstractmethod
-    async def schedule(self, request: SchedulingRequest, nodes: Sequence[str] = ()) -> Node: ...
+    async def schedule(
+        self, request: SchedulingRequest, nodes: Sequence[str] = (), exclude: Sequence[Node] = ()
+    ) -> Node: ...
+
+    @abc.abstractmethod
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None: ...
+
+    @abc.abstractmethod
+    async def provide_image(
+        self,
+        node: Node,
+        ref: str,
+        *,
+        auth: str | None = None,
+        inactivity: float | None = None,
+        api_version: str = "",
+    ) -> None: ...
 
     @abc.abstractmethod
     async def claim_name(self, name: str) -> NameClaim: ...
@@ -111,60 +136,105 @@ class ContainerCreation(abc.ABC):
         nodes: Sequence[str] = (),
         scheduler_options: Any = None,
         pull: PullOptions | None = None,
+        auth: Auth | None = None,
         params: Params = (),
         api_version: str = "",
         content_type: str = "application/json",
     ) -> CreatedContainer:
         """Create a container on the node the scheduler picks, or on one of `nodes` (names
         or addresses). `config` is the body of the Engine API's create, as a mapping or as
-        the JSON a client sent (passed on as it is); `params` are more query parameters
-        (`platform`); `content_type` is what a client said its bytes are, for the node to
-        judge; `scheduler_options` reach the scheduler untouched. A node's refusal
-        is raised as its DockerError, with the daemon's status and message."""
+        the JSON a client sent (passed on as it is unless placement expressions are taken
+        out of it); `params` are more query parameters (`platform`); `content_type` is what
+        a client said its bytes are, for the node to judge; `scheduler_options` reach the
+        scheduler untouched.
+
+        The image is made present on the chosen node first: copied from a node that holds
+        it, else pulled there with `auth`; `pull` pulls it there in any case. A node that
+        fails the create is counted and another is tried, up to `max_attempts` nodes; a
+        node's refusal of the request is raised at once as its DockerError, with the
+        daemon's status and message."""
         if name:
             check_name(name)
-        parsed = _parse_config(config)
-        request = SchedulingRequest(name=name, config=parsed, options=scheduler_options)
-        claim = await self.claim_name(name) if name else None
-        try:
-            node = await self.schedule(request, nodes)
-            if self.dry:
-                created = CreatedContainer(secrets.token_hex(32), node, [], b"")
-                await self.container_created(created.id, node, claim)
-                return created
-            image = parsed.get("Image")
-            if pull is not None:
-                await self._pull_on(node, pull.image or str(image or ""), pull, api_version)
-        except BaseException:
-            await shielded(self.release_claim(claim))
-            raise
-        body = config if isinstance(config, bytes) else json.dumps(config).encode()
+        sent, constraints, affinities = extract_placement(_parse_config(config))
+        request = SchedulingRequest(name, sent, scheduler_options, constraints, affinities)
+        # A client's bytes go as they came unless placement expressions were taken out.
+        rewritten = isinstance(config, bytes) and (constraints or affinities)
+        body = config if isinstance(config, bytes) and not rewritten else json.dumps(sent).encode()
         query: Params = [*([("name", name)] if name else []), *params]
         path = node_path(api_version, "/containers/create", query)
         headers = {"Content-Type": content_type} if content_type else {}
-        # Once sent, the node's answer is learned even if our caller goes away: a container
-        # the index never heard of would be lost to the cluster, and its name with it.
-        return await shielded(self._create_on(node, path, headers, body, claim, image))
+        image = sent.get("Image")
+        claim = await self.claim_name(name) if name else None
+        failed: list[tuple[Node, DockerError]] = []
+        try:
+            while True:
+                node = await self.schedule(request, nodes, exclude=[n for n, _ in failed])
+                if self.dry:
+                    created = CreatedContainer(secrets.token_hex(32), node, [], b"")
+                    await self.container_created(created.id, node, claim)
+                    break
+                try:
+                    await self._image_for(node, image, pull, auth, api_version)
+                    creating = asyncio.ensure_future(
+                        self._create_on(node, path, headers, body, claim, image)
+                    )
+                    try:
+                        created = await asyncio.shield(creating)
+                    except asyncio.CancelledError:
+                        # Our caller left with the create sent: it runs to its end, since a
+                        # container the index never heard of would be lost to the cluster
+                        # (its name with it), and settles the claim itself.
+                        creating.add_done_callback(self._settle(claim))
+                        claim = None
+                        raise
+                    break
+                except DockerError as e:
+                    if not _node_at_fault(e):
+                        raise
+                    failed.append((node, e))
+                    log_event(
+                        log, logging.WARNING, "create failed", node=node.name, error=e.message
+                    )
+                    if len(failed) >= self.max_attempts:
+                        messages = "; ".join(error.message for _, error in failed)
+                        raise DockerError(messages, e.status) from e
+        except BaseException:
+            # A no-op once the container holds the name.
+            await shielded(self.release_claim(claim))
+            raise
+        # Counted at once: the next placement must see it, before the node's event does.
+        node.load.created(created.id, reservation_of(sent))
+        return created
+
+    async def _image_for(
+        self, node: Node, image: Any, pull: PullOptions | None, auth: Auth | None, api_version: str
+    ) -> None:
+        if pull is not None:
+            await self._pull_on(node, pull.image or str(image or ""), pull, api_version)
+        elif isinstance(image, str) and image:
+            await self.provide_image(node, image, auth=registry_auth(auth), api_version=api_version)
 
     async def _pull_on(self, node: Node, image: str, pull: PullOptions, api_version: str) -> None:
         if not image or references.is_image_id(image):
             raise BadRequest("pull options need an image reference to pull")
-        broadcast = self.pull_image(
-            references.normalize(image),
-            auth=registry_auth(pull.auth),
-            nodes=[node],
-            api_version=api_version,
-            inactivity=pull.inactivity_timeout,
+        await finish(
+            self.pull_image(
+                references.normalize(image),
+                auth=registry_auth(pull.auth),
+                nodes=[node],
+                api_version=api_version,
+                inactivity=pull.inactivity_timeout,
+            )
         )
-        try:
-            await broadcast.start()
-            async for _ in broadcast:
-                pass
-        finally:
-            await broadcast.close()
-        (result,) = broadcast.results
-        if not result.succeeded:
-            raise merged_error([result])
+
+    def _settle(self, claim: NameClaim | None) -> Callable[[asyncio.Future[Any]], None]:
+        """For a create left by its caller: release the claim if the create fails."""
+
+        def settle(create: asyncio.Future[Any]) -> None:
+            if create.cancelled() or create.exception() is not None:
+                self._in_background(self.release_claim(claim))
+
+        return settle
 
     async def _create_on(
         self,
@@ -175,18 +245,13 @@ class ContainerCreation(abc.ABC):
         claim: NameClaim | None,
         image: Any,
     ) -> CreatedContainer:
-        """The create on the node; the claim is released unless the container took it."""
-        try:
-            status, payload = await node.client.read("POST", path, headers=headers, data=body)
-            answer = _json(payload)
-            created = status == 201 and isinstance(answer, dict)
-            if created and isinstance(answer.get("Id"), str):
-                await self.container_created(answer["Id"], node, claim)
-                return CreatedContainer(answer["Id"], node, answer.get("Warnings") or [], payload)
-        except BaseException:
-            await self.release_claim(claim)
-            raise
-        await self.release_claim(claim)
+        """The create on the node, and the index told of the container it made."""
+        status, payload = await node.client.read("POST", path, headers=headers, data=body)
+        answer = _json(payload)
+        created = status == 201 and isinstance(answer, dict)
+        if created and isinstance(answer.get("Id"), str):
+            await self.container_created(answer["Id"], node, claim)
+            return CreatedContainer(answer["Id"], node, answer.get("Warnings") or [], payload)
         if status == 404 and isinstance(image, str) and image and b"No such image" in payload:
             # The index sent it where the image is no more: the next try goes elsewhere.
             await self.image_missing_on(node, image)
@@ -196,6 +261,12 @@ class ContainerCreation(abc.ABC):
             # word, as clients read it (`No such image` makes the CLI pull).
             message = naming_nodes([(node.name, message)])
         raise DockerError(message, status if status >= 400 else 500)
+
+
+def _node_at_fault(error: DockerError) -> bool:
+    """A node that could not be reached, or a daemon that failed (5xx): another node may
+    do better. A refusal of the request (4xx) would be the same everywhere."""
+    return isinstance(error, NodeUnavailable) or error.status >= 500
 
 
 def _parse_config(config: Mapping[str, Any] | bytes) -> dict[str, Any]:

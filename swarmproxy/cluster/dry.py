@@ -67,5 +67,6 @@ def dry_copy(node: Node) -> Node:
         labels=dict(node.labels),
         health=copy.copy(node.health),
         info=dict(node.info),
+        load=copy.deepcopy(node.load),
         client_class=DryNodeClient,
     )

@@ -12,8 +12,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import re
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -40,6 +42,7 @@ from swarmproxy.cluster.image_listing import (
     merge_system_df,
     newest_first,
 )
+from swarmproxy.cluster.image_transfer import CopyFailed, InFlight, copy_image, failed_on, finish
 from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.streams import chunks, lines
 from swarmproxy.cluster.timestamps import parse_timestamp
@@ -49,6 +52,7 @@ from swarmproxy.errors import (
     DockerError,
     NodeUnavailable,
     NoNodeAvailable,
+    NotFound,
     naming_nodes,
     node_message,
 )
@@ -64,6 +68,8 @@ T = TypeVar("T")
 Params = Sequence[tuple[str, str]]
 # Base64 of "{}": no credentials, as the docker CLI sends when it has none.
 NO_AUTH = "e30="
+# A name the daemon also reads as an image ID prefix, when no repository has that name.
+_HEX = re.compile(r"[a-f0-9]+")
 
 
 def node_path(api_version: str, path: str, params: Params = ()) -> str:
@@ -94,6 +100,14 @@ def index_key(ref: str) -> str | None:
         return references.normalize(ref)
     except references.InvalidReference:
         return None
+
+
+def _saved_name(ref: str) -> str:
+    """What a holder is asked to save for `ref`: a name with its tag spelt out, since the
+    daemon saves every tag of a repository named bare (and the load would then retag them
+    all); an image ID, an ID prefix or a reference the daemon will refuse, as given."""
+    key = index_key(ref)
+    return ref if key is None or _HEX.fullmatch(ref) else key
 
 
 def current_id(record: ImageRecord, node: str) -> str:
@@ -501,6 +515,110 @@ class ImageOperations(abc.ABC):
             "POST", node_path(api_version, "/build/prune", params), timeout=None
         )
         return merge_prunes([(node.name, body) for node, body in per_node], "CachesDeleted")
+
+    # --- an image brought to one node -------------------------------------------
+    @functools.cached_property
+    def _transfers(self) -> InFlight:
+        return InFlight()
+
+    async def provide_image(
+        self,
+        node: Node,
+        ref: str,
+        *,
+        auth: str | None = None,
+        inactivity: float | None = None,
+        api_version: str = "",
+    ) -> None:
+        """Make `ref` present on `node`, for a container to be created there: at once when
+        the node holds the image the index knows as the newest under `ref`, else streamed
+        from a ready node that holds it, else pulled there with `auth` (an
+        `X-Registry-Auth` value). A transfer silent for `inactivity` seconds (default: the
+        config's) fails. When neither way brings it, raises the daemon's own 404
+        `No such image`, on which the docker CLI pulls. A caller for a node and image
+        already being transferred in this process awaits that transfer."""
+        silence = inactivity or self.images_config.pull_inactivity_timeout
+        await self._transfers.join(
+            (node.address, index_key(ref) or ref),
+            lambda: self._provide(node, ref, auth, silence, api_version),
+        )
+
+    async def _provide(
+        self, node: Node, ref: str, auth: str | None, inactivity: float, api_version: str
+    ) -> None:
+        key = index_key(ref)
+        record = None if key is None else await self.storage.retrieve_image(key)
+        held = await self._inspect_on(node, ref)
+        if held is not None and (record is None or held.get("Id") == record.last_id):
+            if record is None or node.address not in record.nodes:
+                await self._index_inspect(node, held)
+            return
+        if held is None and record is not None and node.address in record.nodes:
+            await self.image_missing_on(node, ref)
+        failures: list[str] = []
+        if await self._copy_to(node, ref, inactivity, api_version, failures):
+            return
+        if key is None or references.is_image_id(ref):
+            failures.append("pull: no reference to pull")
+        else:
+            pull = self.pull_image(
+                key, auth=auth, nodes=[node], api_version=api_version, inactivity=inactivity
+            )
+            try:
+                await finish(pull)
+                return
+            except DockerError as e:
+                failures.append(f"pull: {e.message}")
+        why = "; ".join(failures)
+        if held is not None:
+            # Whatever it holds under `ref` is what the daemon would use: better than none.
+            log_event(log, logging.WARNING, "image not updated", node=node.name, image=ref, why=why)
+            return
+        log_event(log, logging.WARNING, "image not provided", node=node.name, image=ref, why=why)
+        raise NotFound(f"No such image: {ref}")
+
+    async def _copy_to(
+        self, node: Node, ref: str, inactivity: float, api_version: str, failures: list[str]
+    ) -> bool:
+        """Stream `ref` to `node` from a ready holder, from the next one when a holder
+        fails; whether the node now holds it. Each failure is logged and added to
+        `failures`, naming the nodes."""
+        if "@" in ref:
+            # A saved image carries its tags, never its digests: the node could not
+            # answer to this reference after a load.
+            failures.append("copy: a digest reference is only pulled")
+            return False
+        holders = [h for h in await self.image_holders(ref) if h.address != node.address]
+        if not holders:
+            failures.append("copy: no other ready node holds it")
+        save = node_path(api_version, f"/images/{quoted(_saved_name(ref))}/get")
+        load = node_path(api_version, "/images/load", [("quiet", "1")])
+        for holder in holders:
+            try:
+                await copy_image(holder, node, save, load, inactivity)
+                inspect = await self._inspect_on(node, ref)
+                if inspect is None:
+                    raise failed_on(node, "loaded, yet not found there")
+            except CopyFailed as e:
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "image copy failed",
+                    image=ref,
+                    source=holder.name,
+                    target=node.name,
+                    error=str(e),
+                )
+                failures.append(f"copy from {holder.name} to {node.name}: {e}")
+                if e.node is node:
+                    return False  # another holder would meet the same target
+                continue
+            log_event(
+                log, logging.INFO, "image copied", image=ref, source=holder.name, target=node.name
+            )
+            await shielded(self._index_inspect(node, inspect))
+            return True
+        return False
 
     # --- transfers to many nodes ------------------------------------------------
     def _broadcast(

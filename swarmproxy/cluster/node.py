@@ -8,6 +8,7 @@ from typing import Any
 
 from swarmproxy.cluster.health import NodeHealth
 from swarmproxy.node_client import NodeClient
+from swarmproxy.scheduler.load import NodeLoad
 from swarmproxy.tls import NodeTLS
 
 # The seed's creation statuses: only a `created` node takes new containers. `pending` and
@@ -33,6 +34,10 @@ class Node:
     creation_status: str = CREATED
     # Keyword-only, so that the positional fields above keep their places.
     tls: NodeTLS | None = field(default=None, kw_only=True)
+    load: NodeLoad = field(default_factory=NodeLoad, kw_only=True)
+    # Counts the changes this process made to the node's record, so that a reading of
+    # storage begun before one of them is not applied over it.
+    generation: int = field(default=0, kw_only=True)
     # What speaks to the daemon: dry mode's nodes get one that never does.
     client_class: InitVar[type[NodeClient]] = field(default=NodeClient, kw_only=True)
     client: NodeClient = field(init=False)

@@ -188,6 +188,7 @@ class NodeRegistry(abc.ABC):
             node = self.find_node(record.address)
             node.labels = dict(record.metadata)
             node.creation_status = record.creation_status
+            node.generation += 1
 
 
 def node_of(record: NodeRecord, client_class: type[NodeClient] = NodeClient) -> Node:

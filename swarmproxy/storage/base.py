@@ -185,6 +185,35 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def unlock_node(self, address: str) -> None: ...
 
+    # --- volumes ----------------------------------------------------------------
+    # A volume is known by its name on its node: the same name on two nodes is two volumes,
+    # so the index keeps, per name, the set of node addresses holding one.
+    @abc.abstractmethod
+    async def store_volume(self, name: str, node: str) -> None:
+        """Record that `node` holds a volume named `name`."""
+
+    @abc.abstractmethod
+    async def retrieve_volume(self, name: str) -> set[str]:
+        """The addresses of the nodes holding a volume named `name`; empty when none."""
+
+    @abc.abstractmethod
+    async def remove_volume(self, name: str, node: str) -> None:
+        """Forget `node`'s volume named `name`; the name goes when no node holds it."""
+
+    @abc.abstractmethod
+    async def retrieve_volumes(self) -> dict[str, set[str]]:
+        """Every indexed volume name, with the addresses of the nodes holding it."""
+
+    # --- counters ---------------------------------------------------------------
+    @abc.abstractmethod
+    async def increment(self, key: str) -> int:
+        """Add one to the counter `key`, atomically across replicas; its new value (the
+        first call gives 1)."""
+
+    @abc.abstractmethod
+    async def counter(self, key: str) -> int:
+        """The counter's value, unchanged; 0 for one never incremented."""
+
     # --- lifecycle --------------------------------------------------------------
     async def ping(self) -> None:
         """Raise StorageError if the backend cannot be reached."""

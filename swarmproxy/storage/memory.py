@@ -43,11 +43,14 @@ class MemoryStorage(Storage):
         # Monotonic deadlines: the wall-clock `locked_until` on the node is for display
         # only, a clock step must not release or prolong a lock.
         self._locks: dict[str, float] = {}
+        self._volumes: dict[str, set[str]] = {}
+        self._counters: dict[str, int] = {}
 
     @classmethod
     async def copy_of(cls, storage: Storage) -> MemoryStorage:
-        """What `storage` holds of nodes, containers with their names, and images (execs
-        and name claims in progress are left behind): the ground dry mode plans on."""
+        """What `storage` holds of nodes, containers with their names, images and volumes
+        (execs, name claims in progress and counters are left behind): the ground dry mode
+        plans on."""
         memory = cls()
         for node in await storage.retrieve_nodes():
             await memory.store_node(node)
@@ -57,6 +60,7 @@ class MemoryStorage(Storage):
                 memory._names[container.name] = container.id
         for image in await storage.retrieve_images():
             memory._images[image.repository] = image
+        memory._volumes = await storage.retrieve_volumes()
         return memory
 
     # --- containers -------------------------------------------------------------
@@ -251,6 +255,32 @@ class MemoryStorage(Storage):
         node = self._nodes.get(address)
         if node is not None:
             node.healing = HealingData()
+
+    # --- volumes ----------------------------------------------------------------
+    async def store_volume(self, name: str, node: str) -> None:
+        self._volumes.setdefault(name, set()).add(node)
+
+    async def retrieve_volume(self, name: str) -> set[str]:
+        return set(self._volumes.get(name, ()))
+
+    async def remove_volume(self, name: str, node: str) -> None:
+        holders = self._volumes.get(name)
+        if holders is None:
+            return
+        holders.discard(node)
+        if not holders:
+            del self._volumes[name]
+
+    async def retrieve_volumes(self) -> dict[str, set[str]]:
+        return {name: set(holders) for name, holders in self._volumes.items()}
+
+    # --- counters ---------------------------------------------------------------
+    async def increment(self, key: str) -> int:
+        self._counters[key] = value = self._counters.get(key, 0) + 1
+        return value
+
+    async def counter(self, key: str) -> int:
+        return self._counters.get(key, 0)
 
 
 def _fall_back_to_history(image: ImageRecord) -> None:

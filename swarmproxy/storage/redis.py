@@ -17,6 +17,9 @@ Key layout, all under the configurable prefix P:
                                     last_error, last_error_at, last_success_at,
                                     disabled_until, tls (JSON of PEM texts)
     P node-lock:<address>           the healing lock, expiring on its own
+    P volumes                       set of volume names
+    P volume-nodes:<name>           set of the addresses of the nodes holding one so named
+    P counter:<key>                 string: an integer, changed only by INCR
 
 Multi-key changes run as Lua scripts (one round trip, atomic). Some scripts derive keys
 from values they read (a container's name, its execs), which a Redis Cluster would
@@ -199,6 +202,13 @@ end
 return 1
 """
 
+# KEYS: volume nodes, volumes set. ARGV: name, node.
+_REMOVE_VOLUME = """
+redis.call('SREM', KEYS[1], ARGV[2])
+if redis.call('SCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end
+return 1
+"""
+
 
 class RedisStorage(Storage):
     def __init__(self, url: str, prefix: str = "swarmproxy:") -> None:
@@ -226,6 +236,7 @@ class RedisStorage(Storage):
         self._lock_node = register(_LOCK_NODE)
         self._extend_node_lock = register(_EXTEND_NODE_LOCK)
         self._unlock_node = register(_UNLOCK_NODE)
+        self._remove_volume = register(_REMOVE_VOLUME)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -531,6 +542,47 @@ class RedisStorage(Storage):
             [self._key("node-lock:", address), self._key("node:", address)],
             [],
         )
+
+    # --- volumes ----------------------------------------------------------------
+    def _volume_keys(self, name: str) -> list[str]:
+        return [self._key("volume-nodes:", name), self._key("volumes")]
+
+    async def store_volume(self, name: str, node: str) -> None:
+        nodes, volumes = self._volume_keys(name)
+        with self._guard():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.sadd(nodes, node)
+                pipe.sadd(volumes, name)
+                await pipe.execute()
+
+    async def retrieve_volume(self, name: str) -> set[str]:
+        with self._guard():
+            return set(_texts(await self._client.smembers(self._key("volume-nodes:", name))))
+
+    async def remove_volume(self, name: str, node: str) -> None:
+        await self._run(self._remove_volume, self._volume_keys(name), [name, node])
+
+    async def retrieve_volumes(self) -> dict[str, set[str]]:
+        with self._guard():
+            names = sorted(_texts(await self._client.smembers(self._key("volumes"))))
+            async with self._client.pipeline(transaction=True) as pipe:
+                for name in names:
+                    pipe.smembers(self._key("volume-nodes:", name))
+                holders: list[set[bytes | str]] = await pipe.execute()
+        # A name removed between the two reads has no holders left: it is gone.
+        return {
+            name: set(_texts(nodes)) for name, nodes in zip(names, holders, strict=True) if nodes
+        }
+
+    # --- counters ---------------------------------------------------------------
+    async def increment(self, key: str) -> int:
+        with self._guard():
+            return int(await self._client.incr(self._key("counter:", key)))
+
+    async def counter(self, key: str) -> int:
+        with self._guard():
+            value = await self._client.get(self._key("counter:", key))
+        return 0 if value is None else int(value)
 
     # --- lifecycle --------------------------------------------------------------
     async def ping(self) -> None:

@@ -202,16 +202,24 @@ class Proxy:
 
     def node_cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """`swarmproxy node …` against this proxy's admin API."""
-        command = [sys.executable, "-m", "swarmproxy", "node", "--admin", self.admin_address]
+        return self.admin_cli("node", *args, check=check)
+
+    def admin_cli(
+        self, command: str, *args: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`swarmproxy COMMAND …` (one that talks to the admin API) against this proxy."""
         result = subprocess.run(
-            [*command, "--token", ADMIN_TOKEN, *args],
+            [
+                *(sys.executable, "-m", "swarmproxy", command),
+                *("--admin", self.admin_address, "--token", ADMIN_TOKEN, *args),
+            ],
             capture_output=True,
             text=True,
             timeout=60,
             env={k: v for k, v in os.environ.items() if not k.startswith("SWARMPROXY_")},
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"swarmproxy node {' '.join(args)}: {result.stderr}")
+            raise AssertionError(f"swarmproxy {command} {' '.join(args)}: {result.stderr}")
         return result
 
     def admin(

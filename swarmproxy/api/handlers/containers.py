@@ -62,6 +62,8 @@ async def create(request: web.Request) -> web.Response:
         params=params,
         api_version=request.match_info.get("version", ""),
         content_type=request.headers.get("Content-Type", ""),
+        # For a pull, when the image is on no node: what a client may send with its create.
+        auth=request.headers.get("X-Registry-Auth"),
     )
     request[NODE_KEY] = created.node
     return web.Response(status=201, body=created.body, content_type="application/json")

@@ -17,8 +17,8 @@ from swarmproxy.api.forward import (
 from swarmproxy.cluster import Node
 from swarmproxy.cluster.images import quoted
 from swarmproxy.cluster.streams import CHUNK
-from swarmproxy.errors import BadRequest, NoNodeAvailable
-from swarmproxy.scheduler.constraints import ConstraintError, matching, parse_constraints
+from swarmproxy.errors import NoNodeAvailable
+from swarmproxy.scheduler.expressions import matching, parse_constraints
 
 # Where a pull, an import or a load goes, when not to every ready node: classic Swarm's
 # constraint syntax (`node==node-1`, `region!=eu*`). The docker CLI sends it with every
@@ -39,11 +39,8 @@ def _target_nodes(request: web.Request) -> Sequence[Node] | None:
     text = request.headers.get(CONSTRAINT_HEADER, "")
     if not text.strip():
         return None
-    try:
-        constraints = parse_constraints(text)
-    except ConstraintError as e:
-        raise BadRequest(str(e)) from None
-    nodes = matching(cluster_of(request).ready_nodes(), constraints)
+    # An invalid expression is a BadRequest of its own.
+    nodes = matching(cluster_of(request).ready_nodes(), parse_constraints(text))
     if not nodes:
         raise NoNodeAvailable(f"no ready node satisfies the constraint {text.strip()}")
     return nodes

@@ -1,0 +1,86 @@
+"""What each node carries, for the strategies that weigh it (spread, binpack): its active
+containers and the CPU and memory they reserve.
+
+Kept in process, from a listing of the node when it joins (and once a minute after), from
+its container events as they come, and from the proxy's own creates at once, so that the
+next placement already counts the container just made (read-your-writes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Docker's CPU shares for one CPU: `--cpu-shares 512` reserves half of one.
+SHARES_PER_CPU = 1024
+
+
+@dataclass(frozen=True)
+class Reservation:
+    cpus: float = 0.0
+    memory: int = 0
+
+
+def reservation_of(config: Mapping[str, Any]) -> Reservation:
+    """What a create body (or a container's inspect) reserves: `--cpus` (NanoCpus) or
+    `--cpu-shares`, and `--memory` or `--memory-reservation`, whichever is given."""
+    host = config.get("HostConfig") or {}
+    cpus = _number(host.get("NanoCpus")) / 1e9 or _number(host.get("CpuShares")) / SHARES_PER_CPU
+    memory = int(_number(host.get("Memory")) or _number(host.get("MemoryReservation")))
+    return Reservation(cpus, memory)
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and value > 0 else 0.0
+
+
+@dataclass
+class NodeLoad:
+    # Created and not started yet, or running: what a strategy counts as a node's work.
+    # A created container counts at once, so a burst of creates spreads before any starts.
+    pending: set[str] = field(default_factory=set)
+    running: set[str] = field(default_factory=set)
+    reserved: dict[str, Reservation] = field(default_factory=dict)
+
+    @property
+    def active(self) -> int:
+        return len(self.pending) + len(self.running)
+
+    @property
+    def reserved_cpus(self) -> float:
+        return sum(self.reserved[c].cpus for c in self._active_ids())
+
+    @property
+    def reserved_memory(self) -> int:
+        return sum(self.reserved[c].memory for c in self._active_ids())
+
+    def _active_ids(self) -> list[str]:
+        return [c for c in (*self.pending, *self.running) if c in self.reserved]
+
+    def created(self, container_id: str, reservation: Reservation | None = None) -> None:
+        if container_id not in self.running:
+            self.pending.add(container_id)
+        if reservation is not None:
+            self.reserved[container_id] = reservation
+
+    def started(self, container_id: str) -> None:
+        self.pending.discard(container_id)
+        self.running.add(container_id)
+
+    def stopped(self, container_id: str) -> None:
+        self.pending.discard(container_id)
+        self.running.discard(container_id)
+
+    def removed(self, container_id: str) -> None:
+        self.stopped(container_id)
+        self.reserved.pop(container_id, None)
+
+    def knows(self, container_id: str) -> bool:
+        return container_id in self.reserved
+
+    def replace(self, listing: list[dict[str, Any]], reserved: dict[str, Reservation]) -> None:
+        """Take a fresh listing of the node (`/containers/json?all=1`) as the truth."""
+        self.pending = {c["Id"] for c in listing if c.get("State") == "created"}
+        self.running = {c["Id"] for c in listing if c.get("State") in ("running", "paused")}
+        self.reserved = reserved
