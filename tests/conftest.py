@@ -26,6 +26,17 @@ def nodes() -> Iterator[list[DockerNode]]:
         stop_nodes(started)
 
 
+@pytest.fixture
+def crashing_node() -> Iterator[DockerNode]:
+    """A node of the test's own, beside the shared three, for a test that kills its daemon."""
+    (node,) = start_nodes(1)
+    node.name = "crashing"
+    try:
+        yield node
+    finally:
+        stop_nodes([node])
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer.start(tmp_path_factory.mktemp("redis"))

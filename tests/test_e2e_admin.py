@@ -76,6 +76,7 @@ def test_a_drained_node_takes_no_new_containers_but_serves_its_own(
     holder = next(n for n in nodes if kept in n.container_ids())
     cluster.node_cli("drain", holder.name)
     assert rows(cluster)[holder.name][2:4] == ["ready,", "drained"]
+    assert "└ Creation: disabled" in cluster.docker("info").stdout
     _, default = cluster.admin("GET", NODES)
     assert holder.name not in [n["Name"] for n in default]  # the seed's Nodes(): enabled only
     try:

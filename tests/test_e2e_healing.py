@@ -41,6 +41,29 @@ def wait_for(predicate: object, timeout: float) -> float:
     return time.monotonic() - started
 
 
+def container_on(proxy: Proxy, node: DockerNode) -> str:
+    """A container that says `hi` and sleeps, run through `proxy` until one lands on `node`."""
+    while True:
+        container_id = proxy.docker(
+            "run", "-d", "busybox", "sh", "-c", "echo hi; sleep 300"
+        ).stdout.strip()
+        if container_id in node.container_ids():
+            return container_id
+
+
+def refused_at_once(proxy: Proxy, healthy: DockerNode, container_id: str) -> str:
+    """Asserts that new containers go to `healthy` and that a call to `container_id`, on
+    the failed node, fails at once rather than waiting on that node; the error it printed."""
+    for _ in range(3):
+        placed = proxy.docker("create", "busybox", "true").stdout.strip()
+        assert placed in healthy.container_ids()
+    started = time.monotonic()
+    logs = proxy.docker("logs", container_id, check=False, timeout=10)
+    assert time.monotonic() - started < 1.5
+    assert logs.returncode != 0
+    return logs.stderr
+
+
 @pytest.fixture
 def frozen_node() -> Iterator[DockerNode]:
     (node,) = start_nodes(1)
@@ -71,13 +94,7 @@ def test_a_hung_node_is_disabled_skipped_and_back_when_it_answers(
     first, second = replicas
     try:
         assert [status_of(p, frozen_node) for p in replicas] == ["ready", "ready"]
-        on_frozen = ""
-        while not on_frozen:
-            container_id = first.docker(
-                "run", "-d", "busybox", "sh", "-c", "echo hi; sleep 300"
-            ).stdout.strip()
-            if container_id in frozen_node.container_ids():
-                on_frozen = container_id
+        on_frozen = container_on(first, frozen_node)
 
         os.kill(frozen_node.pid, signal.SIGSTOP)
         took = wait_for(lambda: status_of(first, frozen_node) == "temporarily disabled", 10)
@@ -87,14 +104,8 @@ def test_a_hung_node_is_disabled_skipped_and_back_when_it_answers(
         wait_for(lambda: status_of(second, frozen_node) == "temporarily disabled", INTERVAL + 1)
 
         for proxy in replicas:
-            for _ in range(3):
-                placed = proxy.docker("create", "busybox", "true").stdout.strip()
-                assert placed in nodes[0].container_ids()
-            started = time.monotonic()
-            logs = proxy.docker("logs", on_frozen, check=False, timeout=10)
-            assert time.monotonic() - started < 1.5
-            assert logs.returncode != 0
-            assert f"node frozen ({frozen_node.tcp_address}) is temporarily disabled" in logs.stderr
+            error = refused_at_once(proxy, nodes[0], on_frozen)
+            assert f"node frozen ({frozen_node.tcp_address}) is temporarily disabled" in error
 
         os.kill(frozen_node.pid, signal.SIGCONT)
         wait_for(lambda: status_of(first, frozen_node) == "ready", 30)
@@ -108,41 +119,19 @@ def test_a_hung_node_is_disabled_skipped_and_back_when_it_answers(
         nodes[0].remove_all_containers()
 
 
-@pytest.fixture
-def crashing_node() -> Iterator[DockerNode]:
-    (node,) = start_nodes(1)
-    node.name = "crashing"
-    try:
-        yield node
-    finally:
-        stop_nodes([node])
-
-
 def test_a_killed_daemon_is_disabled_and_back_when_restarted(
     nodes: list[DockerNode], crashing_node: DockerNode, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     proxy = Proxy.start(tmp_path_factory.mktemp("crash"), [nodes[0], crashing_node])
     try:
-        on_crashing = ""
-        while not on_crashing:
-            container_id = proxy.docker(
-                "run", "-d", "busybox", "sh", "-c", "echo hi; sleep 300"
-            ).stdout.strip()
-            if container_id in crashing_node.container_ids():
-                on_crashing = container_id
+        on_crashing = container_on(proxy, crashing_node)
 
         crashing_node.crash()
         took = wait_for(lambda: status_of(proxy, crashing_node) != "ready", 10)
         assert took <= INTERVAL + TIMEOUT + 1.5
         wait_for(lambda: status_of(proxy, crashing_node) == "temporarily disabled", 5)
-        for _ in range(3):
-            placed = proxy.docker("create", "busybox", "true").stdout.strip()
-            assert placed in nodes[0].container_ids()
-        started = time.monotonic()
-        logs = proxy.docker("logs", on_crashing, check=False, timeout=10)
-        assert time.monotonic() - started < 1.5
-        assert logs.returncode != 0
-        assert f"node crashing ({crashing_node.tcp_address})" in logs.stderr
+        error = refused_at_once(proxy, nodes[0], on_crashing)
+        assert f"node crashing ({crashing_node.tcp_address})" in error
 
         crashing_node.relaunch()
         wait_for(lambda: status_of(proxy, crashing_node) == "ready", 30)

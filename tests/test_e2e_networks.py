@@ -47,6 +47,16 @@ def node_of(nodes: list[DockerNode], container_id: str) -> DockerNode:
     return node
 
 
+def sleepers(cluster: Proxy, network: str, prefix: str, count: int) -> list[str]:
+    """The IDs of `count` containers run on `network`, named `prefix-0`, `prefix-1`, …"""
+    return [
+        cluster.docker(
+            "run", "-d", "--network", network, "--name", f"{prefix}-{i}", "busybox", "sleep", "300"
+        ).stdout.strip()
+        for i in range(count)
+    ]
+
+
 def attached(node: DockerNode, container_id: str) -> set[str]:
     shown = node.docker("inspect", "--format", "{{json .NetworkSettings.Networks}}", container_id)
     return set(json.loads(shown.stdout))
@@ -124,12 +134,7 @@ def test_containers_on_the_network_work_on_every_node(
 ) -> None:
     name = unique("n1")
     cluster.docker("network", "create", name)
-    run = [
-        cluster.docker(
-            "run", "-d", "--network", name, "--name", f"{name}-{i}", "busybox", "sleep", "300"
-        ).stdout.strip()
-        for i in range(6)
-    ]
+    run = sleepers(cluster, name, name, 6)
     on: dict[str, list[int]] = {}
     for i, container_id in enumerate(run):
         on.setdefault(node_of(nodes, container_id).name, []).append(i)
@@ -216,12 +221,7 @@ def test_connect_and_disconnect_go_to_the_containers_node(
     cluster.docker("network", "create", name)
     # On a network of their own: see `removed` for what comes of a container without one.
     cluster.docker("network", "create", base)
-    ids = [
-        cluster.docker(
-            "run", "-d", "--network", base, "--name", f"{name}-{i}", "busybox", "sleep", "300"
-        ).stdout.strip()
-        for i in range(3)
-    ]
+    ids = sleepers(cluster, base, name, 3)
     for i, container_id in enumerate(ids):
         node = node_of(nodes, container_id)
         # By name, and by the ID another node gives the network.

@@ -75,6 +75,7 @@ def test_affinities_and_dependencies_follow_their_container(zoned: Proxy) -> Non
         ("-e", "affinity:container==web"),
         ("-e", "affinity:container==/w.b/"),
         ("--volumes-from", "web"),
+        ("--link", "web:w"),
         ("--net", "container:web"),
         ("--pid", "container:web"),
     ):

@@ -11,11 +11,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
-from swarmproxy.cluster import Cluster, Node
-from swarmproxy.config import HealthConfig
+from swarmproxy.cluster import Cluster
 from swarmproxy.local_nodes import DockerNode
-from swarmproxy.scheduler import make_scheduler
-from swarmproxy.storage import MemoryStorage
+from tests.rig.library import library_cluster
 from tests.rig.proxy import Proxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -229,17 +227,10 @@ def test_prune_on_every_node(cluster: Proxy, nodes: list[DockerNode]) -> None:
 
 @pytest.fixture
 async def library(nodes: list[DockerNode]) -> AsyncIterator[Cluster]:
-    cluster = Cluster(
-        [Node(n.name, n.tcp_address) for n in nodes],
-        MemoryStorage(),
-        make_scheduler("round-robin"),
-        HealthConfig(interval=60),
-    )
-    await cluster.start()
     try:
-        yield cluster
+        async with library_cluster(nodes) as cluster:
+            yield cluster
     finally:
-        await cluster.close()
         for node in nodes:
             node.remove_all_containers()
 

@@ -12,13 +12,12 @@ import pytest
 from swarmproxy.cluster import Cluster, Node
 from swarmproxy.cluster.creation import PullOptions
 from swarmproxy.cluster.dry import DryModeCall
-from swarmproxy.config import HealthConfig
 from swarmproxy.errors import DockerError, NoNodeAvailable
-from swarmproxy.local_nodes import IMAGE, DockerNode, start_nodes, stop_nodes
-from swarmproxy.scheduler import SchedulingRequest, make_scheduler
+from swarmproxy.local_nodes import IMAGE, DockerNode
+from swarmproxy.scheduler import SchedulingRequest
 from swarmproxy.scheduler.round_robin import RoundRobin
-from swarmproxy.storage import MemoryStorage
 from tests.rig.images import unique_parts
+from tests.rig.library import library_cluster
 from tests.rig.registry import Registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -42,17 +41,10 @@ class Recording(RoundRobin):
 
 @pytest.fixture
 async def library(nodes: list[DockerNode]) -> AsyncIterator[Cluster]:
-    cluster = Cluster(
-        [Node(n.name, n.tcp_address) for n in nodes],
-        MemoryStorage(),
-        Recording(),
-        HealthConfig(interval=60),
-    )
-    await cluster.start()
     try:
-        yield cluster
+        async with library_cluster(nodes, Recording()) as cluster:
+            yield cluster
     finally:
-        await cluster.close()
         for node in nodes:
             node.remove_all_containers()
 
@@ -249,37 +241,20 @@ async def test_container_and_exec_operations(library: Cluster, nodes: list[Docke
     assert gone.value.status == 404
 
 
-@pytest.fixture
-def crashing() -> Iterator[DockerNode]:
-    (node,) = start_nodes(1)
-    node.name = "crashing"
-    try:
-        yield node
-    finally:
-        stop_nodes([node])
-
-
 async def test_a_node_killed_between_attempts_is_skipped(
-    nodes: list[DockerNode], crashing: DockerNode
+    nodes: list[DockerNode], crashing_node: DockerNode
 ) -> None:
     """The node dies after its last ping: the scheduler still takes it for ready, its
     create fails, and the container is made on another node."""
-    cluster = Cluster(
-        [Node(nodes[0].name, nodes[0].tcp_address), Node(crashing.name, crashing.tcp_address)],
-        MemoryStorage(),
-        make_scheduler("round-robin"),
-        HealthConfig(interval=600),
-    )
-    await cluster.start()
     try:
-        crashing.crash()
-        placed = [(await cluster.create_container(SLEEPER)).node.name for _ in range(2)]
-        assert placed == [nodes[0].name, nodes[0].name]
-        (dead,) = [n for n in cluster.nodes if n.name == "crashing"]
-        assert dead.health.failures >= 1 and not dead.ready
-        with pytest.raises(DockerError) as pinned:
-            await cluster.create_container(SLEEPER, nodes=["crashing"])
-        assert "crashing" in pinned.value.message
+        async with library_cluster([nodes[0], crashing_node], interval=600) as cluster:
+            crashing_node.crash()
+            placed = [(await cluster.create_container(SLEEPER)).node.name for _ in range(2)]
+            assert placed == [nodes[0].name, nodes[0].name]
+            (dead,) = [n for n in cluster.nodes if n.name == "crashing"]
+            assert dead.health.failures >= 1 and not dead.ready
+            with pytest.raises(DockerError) as pinned:
+                await cluster.create_container(SLEEPER, nodes=["crashing"])
+            assert "crashing" in pinned.value.message
     finally:
-        await cluster.close()
         nodes[0].remove_all_containers()

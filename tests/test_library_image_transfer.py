@@ -23,12 +23,10 @@ from aiohttp import ClientResponse, web
 from swarmproxy.cluster import Cluster, Node
 from swarmproxy.cluster.creation import registry_auth
 from swarmproxy.cluster.image_transfer import CopyFailed, InFlight, copy_image
-from swarmproxy.config import HealthConfig
 from swarmproxy.errors import NotFound
 from swarmproxy.local_nodes import IMAGE, DockerNode
-from swarmproxy.scheduler import make_scheduler
-from swarmproxy.storage import MemoryStorage
 from tests.rig.images import unique_image, unique_parts
+from tests.rig.library import library_cluster
 from tests.rig.registry import Registry
 from tests.rig.simulated import simulated_node
 
@@ -39,17 +37,8 @@ MB = 1024 * 1024
 
 @pytest.fixture
 async def library(nodes: list[DockerNode]) -> AsyncIterator[Cluster]:
-    cluster = Cluster(
-        [Node(n.name, n.tcp_address) for n in nodes],
-        MemoryStorage(),
-        make_scheduler("round-robin"),
-        HealthConfig(interval=60),
-    )
-    await cluster.start()
-    try:
+    async with library_cluster(nodes) as cluster:
         yield cluster
-    finally:
-        await cluster.close()
 
 
 @pytest.fixture

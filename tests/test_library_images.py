@@ -10,13 +10,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from swarmproxy.cluster import Cluster, Node
-from swarmproxy.config import HealthConfig
+from swarmproxy.cluster import Cluster
 from swarmproxy.errors import DockerError
 from swarmproxy.local_nodes import IMAGE, DockerNode, busybox_rootfs_tar
-from swarmproxy.scheduler import make_scheduler
-from swarmproxy.storage import MemoryStorage
 from tests.rig.images import unique_image, unique_parts
+from tests.rig.library import library_cluster
 from tests.rig.registry import Registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -43,17 +41,10 @@ def registry() -> Iterator[Registry]:
 
 @pytest.fixture
 async def library(nodes: list[DockerNode]) -> AsyncIterator[Cluster]:
-    cluster = Cluster(
-        [Node(n.name, n.tcp_address) for n in nodes],
-        MemoryStorage(),
-        make_scheduler("round-robin"),
-        HealthConfig(interval=60),
-    )
-    await cluster.start()
     try:
-        yield cluster
+        async with library_cluster(nodes) as cluster:
+            yield cluster
     finally:
-        await cluster.close()
         for node in nodes:
             for ref in node.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
                 if ref != IMAGE:

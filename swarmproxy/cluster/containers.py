@@ -7,7 +7,6 @@ instead: these are for Python callers, who want answers, not byte streams to rel
 
 from __future__ import annotations
 
-import abc
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,7 @@ from urllib.parse import quote
 
 from swarmproxy.cluster.images import Params, node_path
 from swarmproxy.cluster.listing import merge_containers
+from swarmproxy.cluster.parts import ClusterParts
 from swarmproxy.cluster.streams import chunks
 from swarmproxy.errors import DockerError, node_message
 from swarmproxy.node_client import TRANSPORT_ERRORS, decoded, operation_of
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     import aiohttp
 
     from swarmproxy.cluster.node import Node
-    from swarmproxy.storage import ContainerRecord
 
 
 def _flag(value: bool) -> str:
@@ -39,23 +38,8 @@ def _options(**given: Any) -> list[tuple[str, str]]:
     ]
 
 
-class ContainerOperations(abc.ABC):
+class ContainerOperations(ClusterParts):
     """Mixed into Cluster, which resolves containers and execs and keeps the index."""
-
-    @abc.abstractmethod
-    async def locate_container(self, ref: str) -> tuple[ContainerRecord, Node]: ...
-
-    @abc.abstractmethod
-    async def locate_exec(self, exec_id: str) -> tuple[str, Node]: ...
-
-    @abc.abstractmethod
-    async def exec_created(self, exec_id: str, container_id: str) -> None: ...
-
-    @abc.abstractmethod
-    async def forget_container(self, container_id: str) -> None: ...
-
-    @abc.abstractmethod
-    async def fan_out_json(self, method: str, path: str) -> list[tuple[Node, Any]]: ...
 
     # --- the one way a call reaches a container's node --------------------------------
     async def _call(

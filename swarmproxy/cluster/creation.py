@@ -7,21 +7,20 @@ not called: the container gets a made-up ID.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import base64
 import json
 import logging
 import re
 import secrets
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from swarmproxy.cluster import references
-from swarmproxy.cluster.broadcast import Broadcast
 from swarmproxy.cluster.image_transfer import finish
 from swarmproxy.cluster.images import Params, node_path
+from swarmproxy.cluster.parts import ClusterParts
 from swarmproxy.errors import BadRequest, DockerError, NodeUnavailable, naming_nodes, node_message
 from swarmproxy.log import log_event
 from swarmproxy.scheduler import SchedulingRequest
@@ -76,57 +75,8 @@ class CreatedContainer:
     body: bytes = field(repr=False)
 
 
-class ContainerCreation(abc.ABC):
+class ContainerCreation(ClusterParts):
     """Mixed into Cluster, which provides placement, names and the index."""
-
-    dry: bool
-    max_attempts: int
-
-    @abc.abstractmethod
-    async def schedule(
-        self, request: SchedulingRequest, nodes: Sequence[str] = (), exclude: Sequence[Node] = ()
-    ) -> Node: ...
-
-    @abc.abstractmethod
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None: ...
-
-    @abc.abstractmethod
-    async def provide_image(
-        self,
-        node: Node,
-        ref: str,
-        *,
-        auth: str | None = None,
-        inactivity: float | None = None,
-        api_version: str = "",
-    ) -> None: ...
-
-    @abc.abstractmethod
-    async def claim_name(self, name: str) -> NameClaim: ...
-
-    @abc.abstractmethod
-    async def release_claim(self, claim: NameClaim | None) -> None: ...
-
-    @abc.abstractmethod
-    async def container_created(
-        self, container_id: str, node: Node, claim: NameClaim | None
-    ) -> None: ...
-
-    @abc.abstractmethod
-    async def image_missing_on(self, node: Node, ref: str) -> None: ...
-
-    @abc.abstractmethod
-    def pull_image(
-        self,
-        image: str,
-        tag: str = "",
-        *,
-        auth: str | None = None,
-        nodes: Sequence[Node] | None = None,
-        params: Params = (),
-        api_version: str = "",
-        inactivity: float | None = None,
-    ) -> Broadcast: ...
 
     async def create_container(
         self,

@@ -9,7 +9,6 @@ the proxy is written to the index from what the node itself then says of the ima
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextlib
 import functools
@@ -20,13 +19,12 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
-    Awaitable,
     Callable,
     Coroutine,
     Sequence,
 )
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -44,9 +42,9 @@ from swarmproxy.cluster.image_listing import (
 )
 from swarmproxy.cluster.image_transfer import CopyFailed, InFlight, copy_image, failed_on, finish
 from swarmproxy.cluster.node import Node
+from swarmproxy.cluster.parts import ClusterParts
 from swarmproxy.cluster.streams import chunks, lines
 from swarmproxy.cluster.timestamps import parse_timestamp
-from swarmproxy.config import HealthConfig, ImagesConfig
 from swarmproxy.errors import (
     Conflict,
     DockerError,
@@ -58,13 +56,12 @@ from swarmproxy.errors import (
 )
 from swarmproxy.log import log_event
 from swarmproxy.node_client import TRANSPORT_ERRORS, operation_of
-from swarmproxy.scheduler import Scheduler, SchedulingRequest
-from swarmproxy.storage import ContainerRecord, ImageRecord, Storage
+from swarmproxy.scheduler import SchedulingRequest
+from swarmproxy.storage import ImageRecord
 from swarmproxy.tasks import shielded
 
 log = logging.getLogger("swarmproxy.cluster")
 
-T = TypeVar("T")
 Params = Sequence[tuple[str, str]]
 # Base64 of "{}": no credentials, as the docker CLI sends when it has none.
 NO_AUTH = "e30="
@@ -123,9 +120,25 @@ def _deletions_said(deletions: Sequence[dict[str, Any]]) -> str:
     return ", ".join(f"{kind}: {ref}" for line in deletions for kind, ref in line.items())
 
 
-def _raise_partial(
-    answers: Sequence[tuple[Node, int, Any]], *, ok: int, done: Sequence[Node], what: str
-) -> None:
+# A node's whole (small) answer to a call made on many nodes: its status and JSON body.
+Answer = tuple[Node, int, Any]
+
+
+def answers_of(results: Sequence[tuple[Node, tuple[int, Any] | BaseException]]) -> list[Answer]:
+    """`fan_out` results as answers. A node that could not answer is one too, its error's
+    status and message (a 502 naming it): what the other nodes did must still be seen."""
+    answers: list[Answer] = []
+    for node, result in results:
+        if isinstance(result, DockerError):
+            answers.append((node, result.status, {"message": result.message}))
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            answers.append((node, *result))
+    return answers
+
+
+def _raise_partial(answers: Sequence[Answer], *, ok: int, done: Sequence[Node], what: str) -> None:
     """Fail a change made on every node unless no node refused it: with a 404 when no node
     holds the image, else with every refusal, its node named (the status of the first),
     and what the nodes that did it did, so nothing half-done goes unreported."""
@@ -163,32 +176,8 @@ class NodeOutput:
     lines: AsyncGenerator[bytes, None]
 
 
-class ImageOperations(abc.ABC):
+class ImageOperations(ClusterParts):
     """The image calls of the cluster; mixed into Cluster, which provides the rest."""
-
-    storage: Storage
-    scheduler: Scheduler
-    health_config: HealthConfig
-    images_config: ImagesConfig
-
-    @abc.abstractmethod
-    def ready_nodes(self) -> list[Node]: ...
-
-    @abc.abstractmethod
-    async def fan_out(
-        self,
-        call: Callable[[Node], Awaitable[T]],
-        nodes: Sequence[Node] | None = None,
-        timeout: float | None = ...,
-    ) -> list[tuple[Node, T | BaseException]]: ...
-
-    @abc.abstractmethod
-    async def fan_out_json(
-        self, method: str, path: str, timeout: float | None = ...
-    ) -> list[tuple[Node, Any]]: ...
-
-    @abc.abstractmethod
-    async def locate_container(self, ref: str) -> tuple[ContainerRecord, Node]: ...
 
     def _ready(self) -> list[Node]:
         nodes = self.ready_nodes()
@@ -474,21 +463,14 @@ class ImageOperations(abc.ABC):
 
     async def _on_every_node(
         self, method: str, path: str, timeout: float | None = None
-    ) -> list[tuple[Node, int, Any]]:
+    ) -> list[Answer]:
         """Every ready node's status and JSON answer. A node that cannot answer is a 502
         naming it, not an exception: what the other nodes did must still be indexed and
         reported. Unbounded by default: removing a large image takes as long as it takes."""
-        answers = []
-        for node, result in await self.fan_out(
+        results = await self.fan_out(
             lambda n: n.client.json(method, path), self._ready(), timeout=timeout
-        ):
-            if isinstance(result, DockerError):
-                answers.append((node, result.status, {"message": result.message}))
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                answers.append((node, *result))
-        return answers
+        )
+        return answers_of(results)
 
     async def prune_images(self, params: Params = (), api_version: str = "") -> dict[str, Any]:
         """`docker image prune` on every node, merged; a node that fails it is named, and

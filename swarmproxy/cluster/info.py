@@ -54,6 +54,8 @@ def node_status_lines(cluster: Cluster) -> list[list[str]]:
         info = node.info
         lines.append([f" {node.name}", node.address])
         lines.append(["  └ Status", node.health.status.value])
+        # The seed's creation status: only `created` nodes take new containers.
+        lines.append(["  └ Creation", node.creation_status])
         if info:
             lines.append(
                 [

@@ -13,31 +13,26 @@ are on two bridges, and reach each other only if the nodes' hosts route between 
 
 from __future__ import annotations
 
-import abc
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from swarmproxy.cluster.creation import _parse_config
-from swarmproxy.cluster.images import Params, _raise_partial, node_path
+from swarmproxy.cluster.images import Answer, Params, _raise_partial, answers_of, node_path
+from swarmproxy.cluster.parts import ClusterParts
 from swarmproxy.cluster.volumes import (
-    Answer,
-    answers_of,
     body_of,
     call_json,
     reachable,
     refusal,
 )
-from swarmproxy.config import HealthConfig
 from swarmproxy.errors import DockerError, NotFound, naming_nodes, node_message
 from swarmproxy.tasks import shielded
 
 if TYPE_CHECKING:
     from swarmproxy.cluster.node import Node
-    from swarmproxy.storage import ContainerRecord
 
-T = TypeVar("T")
 # A network as one node describes it (its inspect), and the node.
 Held = tuple["Node", dict[str, Any]]
 
@@ -77,29 +72,8 @@ def _resolve(ref: str, answers: Sequence[Answer]) -> str:
     raise refusal(node, status, body)
 
 
-class NetworkOperations(abc.ABC):
+class NetworkOperations(ClusterParts):
     """The network calls of the cluster; mixed into Cluster, which provides the rest."""
-
-    health_config: HealthConfig
-
-    @abc.abstractmethod
-    def callable_nodes(self) -> list[Node]: ...
-
-    @abc.abstractmethod
-    async def fan_out(
-        self,
-        call: Callable[[Node], Awaitable[T]],
-        nodes: Sequence[Node] | None = None,
-        timeout: float | None = ...,
-    ) -> list[tuple[Node, T | BaseException]]: ...
-
-    @abc.abstractmethod
-    async def fan_out_json(
-        self, method: str, path: str, timeout: float | None = ...
-    ) -> list[tuple[Node, Any]]: ...
-
-    @abc.abstractmethod
-    async def locate_container(self, ref: str) -> tuple[ContainerRecord, Node]: ...
 
     async def _network_answers(
         self,

@@ -5,19 +5,18 @@ same pipeline answers the placement dry-run, with every node's verdict and score
 
 from __future__ import annotations
 
-import abc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from swarmproxy.cluster.hooks import HookRefused, Hooks
+from swarmproxy.cluster.hooks import HookRefused
 from swarmproxy.cluster.node import Node
+from swarmproxy.cluster.parts import ClusterParts
 from swarmproxy.errors import DockerError, NoNodeAvailable, NotFound
 from swarmproxy.log import log_event
-from swarmproxy.scheduler import Scheduler, SchedulingRequest
-from swarmproxy.scheduler.filters.base import Filter, PlacementContext
-from swarmproxy.storage import ContainerRecord
+from swarmproxy.scheduler import SchedulingRequest
+from swarmproxy.scheduler.filters.base import PlacementContext
 
 log = logging.getLogger("swarmproxy.cluster")
 
@@ -83,30 +82,8 @@ class Placement:
         return DockerError(f"no node can take the container: {detail}", 409)
 
 
-class Placing(abc.ABC):
+class Placing(ClusterParts):
     """Mixed into Cluster, which provides the nodes, the filters and the strategy."""
-
-    nodes: list[Node]
-    filters: list[Filter]
-    scheduler: Scheduler
-    hooks: Hooks
-
-    @abc.abstractmethod
-    def find_node(self, ref: str) -> Node: ...
-
-    @abc.abstractmethod
-    async def locate_container(self, ref: str) -> tuple[ContainerRecord, Node]: ...
-
-    @abc.abstractmethod
-    async def image_holders(self, ref: str) -> list[Node]: ...
-
-    @abc.abstractmethod
-    async def volume_nodes(self, name: str) -> list[Node]: ...
-
-    @abc.abstractmethod
-    async def nodes_holding_all(
-        self, refs: Sequence[str], candidates: Sequence[Node]
-    ) -> list[Node]: ...
 
     async def schedule(
         self, request: SchedulingRequest, nodes: Sequence[str] = (), exclude: Sequence[Node] = ()

@@ -8,44 +8,23 @@ monitoring, when each one brings its set of nodes in step with the records.
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from swarmproxy.cluster.healing import NodeHealing
-from swarmproxy.cluster.hooks import Hooks
 from swarmproxy.cluster.node import CREATED, CREATION_STATUSES, DISABLED, Node
+from swarmproxy.cluster.parts import ClusterParts
 from swarmproxy.errors import BadRequest, Conflict, NotFound
 from swarmproxy.log import log_event
 from swarmproxy.node_client import NodeClient
-from swarmproxy.storage import NodeRecord, Storage
+from swarmproxy.storage import NodeRecord
 from swarmproxy.tls import NodeTLS, TLSError, node_tls_from_pems
 
 log = logging.getLogger("swarmproxy.cluster")
 
 
-class NodeRegistry(abc.ABC):
+class NodeRegistry(ClusterParts):
     """Mixed into Cluster, which provides the node set and its bookkeeping."""
-
-    storage: Storage
-    nodes: list[Node]
-    # What new nodes speak to their daemon with (dry mode's speaks to none).
-    client_class: type[NodeClient]
-    healing: NodeHealing
-    hooks: Hooks
-
-    @abc.abstractmethod
-    def _add_node(self, node: Node) -> None:
-        """Start serving a node: health, monitoring, watching."""
-
-    @abc.abstractmethod
-    async def _drop_node(self, address: str) -> None:
-        """Stop serving a node."""
-
-    @abc.abstractmethod
-    async def check_node(self, node: Node) -> None:
-        """Ping a node, so that its status is known."""
 
     def find_node(self, ref: str) -> Node:
         """A node by its address or its name."""

@@ -11,19 +11,18 @@ whether it holds the volume, so that a stale index never leaves one behind.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from swarmproxy.cluster.creation import _parse_config
-from swarmproxy.cluster.images import Params, _raise_partial, node_path
-from swarmproxy.config import HealthConfig
+from swarmproxy.cluster.images import Answer, Params, _raise_partial, answers_of, node_path
+from swarmproxy.cluster.parts import ClusterParts
 from swarmproxy.errors import (
     DockerError,
     NodeDisabled,
@@ -35,17 +34,12 @@ from swarmproxy.errors import (
 from swarmproxy.log import log_event
 from swarmproxy.node_client import decoded
 from swarmproxy.scheduler import SchedulingRequest
-from swarmproxy.storage import Storage
 from swarmproxy.tasks import shielded
 
 if TYPE_CHECKING:
     from swarmproxy.cluster.node import Node
 
 log = logging.getLogger("swarmproxy.cluster")
-
-T = TypeVar("T")
-# A node's whole (small) answer to a call made on many nodes: its status and JSON body.
-Answer = tuple["Node", int, Any]
 
 
 async def call_json(
@@ -69,20 +63,6 @@ def reachable(nodes: list[Node]) -> list[Node]:
     if not nodes:
         raise NoNodeAvailable()
     return nodes
-
-
-def answers_of(results: Sequence[tuple[Node, tuple[int, Any] | BaseException]]) -> list[Answer]:
-    """`fan_out` results as answers. A node that could not answer is one too, its error's
-    status and message (a 502 naming it): what the other nodes did must still be seen."""
-    answers: list[Answer] = []
-    for node, result in results:
-        if isinstance(result, DockerError):
-            answers.append((node, result.status, {"message": result.message}))
-        elif isinstance(result, BaseException):
-            raise result
-        else:
-            answers.append((node, *result))
-    return answers
 
 
 def refusal(node: Node, status: int, body: Any) -> DockerError:
@@ -109,39 +89,8 @@ class CreatedVolume:
     volume: dict[str, Any]
 
 
-class VolumeOperations(abc.ABC):
+class VolumeOperations(ClusterParts):
     """The volume calls of the cluster; mixed into Cluster, which provides the rest."""
-
-    storage: Storage
-    nodes: list[Node]
-    health_config: HealthConfig
-    dry: bool
-
-    @abc.abstractmethod
-    def callable_nodes(self) -> list[Node]: ...
-
-    @abc.abstractmethod
-    async def fan_out(
-        self,
-        call: Callable[[Node], Awaitable[T]],
-        nodes: Sequence[Node] | None = None,
-        timeout: float | None = ...,
-    ) -> list[tuple[Node, T | BaseException]]: ...
-
-    @abc.abstractmethod
-    async def fan_out_json(
-        self, method: str, path: str, timeout: float | None = ...
-    ) -> list[tuple[Node, Any]]: ...
-
-    if TYPE_CHECKING:
-        # Placement's, from another of Cluster's mixins: declared abstract here, it would
-        # hide that one in Cluster's method order, so only the type checker sees it.
-        async def schedule(
-            self,
-            request: SchedulingRequest,
-            nodes: Sequence[str] = (),
-            exclude: Sequence[Node] = (),
-        ) -> Node: ...
 
     # --- the index ----------------------------------------------------------------
     async def _volume_holders(self, name: str) -> list[Node]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from aiohttp import web
 
 from swarmproxy.api.context import cluster_of, json_response
@@ -41,24 +43,29 @@ async def remove(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def connect(request: web.Request) -> web.Response:
-    await cluster_of(request).connect_network(
+class _EndpointCall(Protocol):
+    async def __call__(
+        self, ref: str, config: bytes, *, api_version: str, content_type: str
+    ) -> None: ...
+
+
+async def _on_endpoint(request: web.Request, call: _EndpointCall) -> web.Response:
+    """connect and disconnect: the network in the path, the container in the body."""
+    await call(
         request.match_info["id"],
         await request.read(),
         api_version=_version(request),
         content_type=_content_type(request),
     )
     return web.Response(status=200)
+
+
+async def connect(request: web.Request) -> web.Response:
+    return await _on_endpoint(request, cluster_of(request).connect_network)
 
 
 async def disconnect(request: web.Request) -> web.Response:
-    await cluster_of(request).disconnect_network(
-        request.match_info["id"],
-        await request.read(),
-        api_version=_version(request),
-        content_type=_content_type(request),
-    )
-    return web.Response(status=200)
+    return await _on_endpoint(request, cluster_of(request).disconnect_network)
 
 
 async def prune(request: web.Request) -> web.Response:
