@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from swarmproxy import policy as policy_module
+from swarmproxy.policy import Policy, PolicyError
 from swarmproxy.tls import (
     NODE_SETTINGS,
     SERVER_SETTINGS,
@@ -56,6 +58,23 @@ class ServerConfig:
     name: str = field(default_factory=socket.gethostname)
     # [server.tls]: applies to every tcp:// listener; unix sockets stay plain.
     tls: ServerTLS | None = None
+    # Bytes of a JSON body the proxy reads whole itself (container, exec, volume and network
+    # create, commit, connect): a larger one is answered 413. Streamed bodies (image load
+    # and import, build contexts, archives) are not bounded by it.
+    max_json_body: int = 16 * 1024 * 1024
+    # Bytes of the request line and of one header: a longer one is answered 400. The
+    # docker CLI's X-Registry-Config (build) holds every registry login, base64-encoded.
+    max_line_size: int = 64 * 1024
+    max_field_size: int = 256 * 1024
+    # Seconds a client has to send a request head: from the connection's start, or from
+    # the first byte of a later request on it. Then the connection is closed.
+    head_timeout: float = 60.0
+    # Seconds a kept-alive connection may wait for its next request. Longer than Go's
+    # default for idle client connections (90 s), so that clients usually close first.
+    idle_timeout: float = 120.0
+    # Seconds requests and streams under way (logs -f, attach, events) may go on after a
+    # SIGTERM, with no new connection taken; then they are cut and the proxy exits.
+    shutdown_timeout: float = 10.0
 
 
 @dataclass
@@ -71,6 +90,8 @@ class AdminConfig:
 class StorageConfig:
     url: str = "memory://"
     prefix: str = "swarmproxy:"
+    # Seconds between two reconciliations of the index with what the nodes hold.
+    reconcile_interval: float = 60.0
 
 
 @dataclass
@@ -134,6 +155,8 @@ class Config:
     hooks: HooksConfig = field(default_factory=HooksConfig)
     log: LogConfig = field(default_factory=LogConfig)
     nodes: list[NodeConfig] = field(default_factory=list)
+    # [policy]: the authorization rules (swarmproxy.policy); none by default.
+    policy: Policy = field(default_factory=Policy)
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -155,6 +178,10 @@ _IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 # Lists that may be empty: no admin listener unless one is asked for.
 _MAY_BE_EMPTY = {("admin", "listen")}
 _FLOAT_KEYS = {
+    ("server", "head_timeout"),
+    ("server", "idle_timeout"),
+    ("server", "shutdown_timeout"),
+    ("storage", "reconcile_interval"),
     ("health", "node_timeout"),
     ("health", "interval"),
     ("health", "timeout"),
@@ -162,7 +189,12 @@ _FLOAT_KEYS = {
     ("images", "pull_inactivity_timeout"),
 }
 # Whole numbers of at least one.
-_COUNT_KEYS = {("scheduler", "max_attempts")}
+_COUNT_KEYS = {
+    ("scheduler", "max_attempts"),
+    ("server", "max_json_body"),
+    ("server", "max_line_size"),
+    ("server", "max_field_size"),
+}
 _CHOICES = {
     ("log", "level"): {"debug", "info", "warning", "error"},
     ("log", "format"): {"text", "json"},
@@ -195,6 +227,9 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
         if section == "nodes":
             config.nodes = _nodes(value)
             continue
+        if section == "policy":
+            config.policy = _policy(value)
+            continue
         cls = _SECTIONS.get(section)
         if cls is None:
             raise ConfigError(section, "unknown section")
@@ -206,6 +241,9 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
                 raise ConfigError(f"{section}.{key}", "unknown key")
             setattr(target, key, _value(section, key, item))
     _check_unique_nodes(config.nodes)
+    if config.policy.clients and (config.server.tls is None or not config.server.tls.client_ca):
+        # Without client certificates no client has a subject: the tables would never apply.
+        raise ConfigError("policy.clients", "needs [server.tls] client_ca")
     return config
 
 
@@ -318,6 +356,15 @@ def _tls_of_node(item: Mapping[str, Any], key: str) -> NodeTLS | None:
         raise ConfigError(f"{key}.{e.setting}", e.problem) from e
 
 
+def _policy(value: Any) -> Policy:
+    if not isinstance(value, Mapping):
+        raise ConfigError("policy", "must be a table")
+    try:
+        return policy_module.parse_policy(value)
+    except PolicyError as e:
+        raise ConfigError(f"policy.{e.setting}", e.problem) from e
+
+
 def _listener_tls(value: Any) -> ServerTLS:
     if not isinstance(value, Mapping):
         raise ConfigError("server.tls", "must be a table with cert and key")
@@ -358,6 +405,9 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
             ]
             continue
         section, _, key = rest.partition("_")
+        if section == "policy" and key in policy_module.RULE_KEYS:
+            _table(raw, section, section)[key] = policy_module.env_value(key, text)
+            continue
         inner, _, inner_key = key.partition("_")
         if inner_key in _TABLES.get((section, inner), ()):
             _table(_table(raw, section, section), inner, f"{section}.{inner}")[inner_key] = text

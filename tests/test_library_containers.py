@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import tarfile
@@ -203,7 +204,13 @@ async def test_container_and_exec_operations(library: Cluster, nodes: list[Docke
     await library.start_container("lib-ops")
     inspected = await library.inspect_container("lib-ops")
     assert inspected["Node"]["Name"] == "node-3" and inspected["State"]["Running"]
-    assert demultiplexed(await joined(library.container_logs("lib-ops"))) == b"hello\n"
+    # The shell may not have written yet when start answers.
+    for _ in range(50):
+        logs = demultiplexed(await joined(library.container_logs("lib-ops")))
+        if logs:
+            break
+        await asyncio.sleep(0.1)
+    assert logs == b"hello\n"
     listed = await library.list_containers(filters={"name": ["lib-ops"]})
     assert [(c["Id"], c["Node"]["Name"]) for c in listed] == [(created.id, "node-3")]
     assert "sleep" in json.dumps(await library.top_container(created.id[:12]))

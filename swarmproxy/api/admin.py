@@ -13,6 +13,8 @@ Docker API. With `[admin] token`, every request needs `Authorization: Bearer <to
     DELETE /swarmproxy/v1/nodes/{node}                 unregister one
     POST   /swarmproxy/v1/nodes/{node}/drain|enable    take no new containers, or again
     POST   /swarmproxy/v1/schedule[?node=…][&name=…]   where a create body would go, and why
+    GET    /swarmproxy/v1/health                       200 when ready, else 503 (no token
+                                                   needed for the verdict; details with it)
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ from swarmproxy.scheduler.expressions import extract_placement
 from swarmproxy.storage import NodeRecord
 
 PREFIX = "/swarmproxy/v1"
+HEALTH = PREFIX + "/health"
 TOKEN = web.AppKey("admin-token", str)
+# Whether the request showed the admin token (or none is needed).
+AUTHORIZED = "swarmproxy.authorized"
 
 
 def _when(seconds: float) -> str:
@@ -65,11 +70,32 @@ def node_view(node: Node) -> dict[str, Any]:
 @web.middleware
 async def bearer_token(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = request.app[TOKEN]
-    if token:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            return middleware.error_response(401, "unauthorized: a valid bearer token is needed")
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    request[AUTHORIZED] = not token or hmac.compare_digest(given.encode(), token.encode())
+    # A load balancer asks for health without a token: it gets the verdict, not the details.
+    if not request[AUTHORIZED] and request.path != HEALTH:
+        return middleware.error_response(401, "unauthorized: a valid bearer token is needed")
     return await handler(request)
+
+
+async def health(request: web.Request) -> web.Response:
+    """Ready when storage answers and at least one node takes containers: 200, else 503."""
+    cluster = _cluster(request)
+    outage = cluster.storage_outage
+    ready = [n for n in cluster.nodes if n.ready]
+    healthy = outage is None and bool(ready)
+    body: dict[str, Any] = {
+        "Status": "ready" if healthy else "unready",
+        "Storage": {
+            "Available": outage is None,
+            "Since": _when(outage.since) if outage else "",
+            "Error": outage.error if outage and request[AUTHORIZED] else "",
+        },
+        "ReadyNodes": len(ready),
+    }
+    if request[AUTHORIZED]:
+        body["Nodes"] = [node_view(n) for n in cluster.nodes]
+    return json_response(body, 200 if healthy else 503)
 
 
 def _cluster(request: web.Request) -> Cluster:
@@ -211,5 +237,6 @@ def make_admin_app(cluster: Cluster, admin: AdminConfig) -> web.Application:
     app.router.add_post(node + "/drain", drain)
     app.router.add_post(node + "/enable", enable)
     app.router.add_post(PREFIX + "/schedule", schedule)
+    app.router.add_get(HEALTH, health)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

@@ -32,6 +32,7 @@ from swarmproxy.cluster.images import ImageOperations
 from swarmproxy.cluster.networks import NetworkOperations
 from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.placement import Placing
+from swarmproxy.cluster.reconcile import Reconciliation
 from swarmproxy.cluster.registry import NodeRegistry
 from swarmproxy.cluster.volumes import VolumeOperations
 from swarmproxy.cluster.watch import NodeWatcher, refresh_load
@@ -44,6 +45,7 @@ from swarmproxy.errors import (
     NoNodeAvailable,
     NoSuchContainer,
     NoSuchExec,
+    StorageUnavailable,
     node_message,
 )
 from swarmproxy.log import log_event
@@ -60,6 +62,7 @@ from swarmproxy.storage import (
     StorageError,
     open_storage,
 )
+from swarmproxy.storage.resilient import Outage, ResilientStorage
 
 log = logging.getLogger("swarmproxy.cluster")
 
@@ -70,6 +73,10 @@ DESCRIBE_SECONDS = 60.0
 
 # `fan_out`'s timeout when none is given: the configured node_timeout.
 DEFAULT: Any = object()
+
+# Set in storage once nodes are registered: storage without it has been wiped (or is new),
+# and its empty registry does not mean that every node was unregistered.
+REGISTRY = "registry"
 
 # A name held by a create that has not answered yet.
 PENDING_PREFIX = "pending:"
@@ -107,6 +114,7 @@ class Cluster(
     Placing,
     ContainerCreation,
     ContainerOperations,
+    Reconciliation,
 ):
     def __init__(
         self,
@@ -118,6 +126,8 @@ class Cluster(
         healer: Healer | None = None,
         max_attempts: int = 3,
         filters: Sequence[Filter] | None = None,
+        *,
+        reconcile_interval: float = 60.0,
     ) -> None:
         self.nodes: list[Node] = []
         self._by_address: dict[str, Node] = {}
@@ -137,6 +147,8 @@ class Cluster(
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._started = False
         self._monitor: asyncio.Task[None] | None = None
+        self.reconcile_interval = reconcile_interval
+        self._reconciler: asyncio.Task[None] | None = None
         for node in nodes:
             self._add_node(node)
         self.images_config = images or ImagesConfig()
@@ -151,6 +163,9 @@ class Cluster(
     def from_config(cls, config: Config) -> Cluster:
         nodes = [Node(n.name, n.address, dict(n.labels), tls=n.tls) for n in config.nodes]
         storage = open_storage(config.storage.url, config.storage.prefix)
+        if not isinstance(storage, MemoryStorage):
+            # A shared backend can fail apart from the proxy: serve on through its outage.
+            storage = ResilientStorage(storage)
         scheduler = make_scheduler(config.scheduler.strategy, storage)
         healer = load_healer(config.health.healer)
         cluster = cls(
@@ -162,11 +177,20 @@ class Cluster(
             healer,
             config.scheduler.max_attempts,
             make_filters(config.scheduler.filters),
+            reconcile_interval=config.storage.reconcile_interval,
         )
         for event in EVENTS:
             for spec in getattr(config.hooks, event):
                 cluster.add_hook(event, load_hook(spec))
+        if isinstance(storage, ResilientStorage):
+            # What was done while storage was away is learned again from the nodes.
+            storage.on_recovery.append(lambda: cluster._in_background(cluster._reconcile_once()))
         return cluster
+
+    @property
+    def storage_outage(self) -> Outage | None:
+        """Since when, and why, storage is unreachable; None while it answers."""
+        return self.storage.outage if isinstance(self.storage, ResilientStorage) else None
 
     # --- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -174,12 +198,46 @@ class Cluster(
         for node in list(self.nodes):
             if await self.storage.retrieve_node(node.address) is None:
                 await self._register_configured(node)
+        if await self.storage.counter(REGISTRY) == 0:
+            await self.storage.increment(REGISTRY)
         await self.refresh_health()
         await self.check_nodes()
         self._started = True
         for node in self.nodes:
             self._watch(node)
         self.start_monitoring()
+        self._reconciler = asyncio.create_task(self._reconcile_loop(), name="reconcile")
+
+    async def _reconcile_loop(self) -> None:
+        """At start, then every `reconcile_interval` seconds."""
+        while True:
+            await self._reconcile_once()
+            await asyncio.sleep(self.reconcile_interval)
+
+    async def _reconcile_once(self) -> None:
+        try:
+            await self.reconcile()
+        except (DockerError, StorageError) as e:
+            log_event(log, logging.WARNING, "index not reconciled", error=str(e))
+
+    async def _restore_registry(self) -> None:
+        """Storage lost the node registry (wiped, or a new empty server): every node this
+        process serves is registered again as it knows it, and the index is rebuilt from
+        the nodes at once."""
+        for node in self.nodes:
+            record = NodeRecord(
+                address=node.address,
+                name=node.name,
+                metadata=dict(node.labels),
+                creation_status=node.creation_status,
+                tls=node.tls.pems() if node.tls is not None else {},
+            )
+            # ValueError: another replica restored it first.
+            with contextlib.suppress(ValueError):
+                await self.storage.store_node(record)
+        await self.storage.increment(REGISTRY)
+        log_event(log, logging.WARNING, "storage found empty: node registry restored")
+        self._in_background(self._reconcile_once())
 
     async def _register_configured(self, node: Node) -> None:
         """Register a node given at construction (from the config) that storage does not
@@ -273,7 +331,8 @@ class Cluster(
 
     async def close(self) -> None:
         await self.stop_monitoring()
-        tasks = [*self._background, *self._watchers.values()]
+        reconciler = [self._reconciler] if self._reconciler is not None else []
+        tasks = [*self._background, *self._watchers.values(), *reconciler]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -343,6 +402,10 @@ class Cluster(
         generations = {n.address: n.generation for n in self.nodes}
         try:
             stored = await self.storage.retrieve_nodes()
+            if not stored and self.nodes and await self.storage.counter(REGISTRY) == 0:
+                # Not every node unregistered (that leaves the mark): storage was wiped.
+                await self._restore_registry()
+                stored = await self.storage.retrieve_nodes()
         except StorageError as e:
             log_event(log, logging.WARNING, "node records unreadable", error=str(e))
             return
@@ -512,7 +575,7 @@ class Cluster(
         """Index a container found on a node, with its name if the name is free."""
         await self.storage.store_container(container_id, node.address)
         if name:
-            await self._index_name(container_id, node, name)
+            await self.index_name(container_id, node, name)
         log_event(log, logging.INFO, "container adopted", node=node.name, container=container_id)
 
     async def claim_name(self, name: str) -> NameClaim:
@@ -521,6 +584,10 @@ class Cluster(
         claim = NameClaim(name, f"{PENDING_PREFIX}{uuid.uuid4().hex}:{int(time.time())}")
         try:
             owner = await self._reserve(claim)
+        except StorageError as e:
+            await asyncio.shield(self.release_claim(claim))
+            # Refused rather than risk one name for two containers on two nodes.
+            raise StorageUnavailable(f"cannot reserve the name {name!r} cluster-wide: {e}") from e
         except BaseException:
             # Cancelled (its client went away) or failed once the reservation may be written:
             # a claim nobody will use must not hold the name until it is stale.
@@ -651,13 +718,22 @@ class Cluster(
     async def _index_daemon_name(self, container_id: str, node: Node) -> None:
         name = await self._daemon_name(node, container_id)
         if name:
-            await self._index_name(container_id, node, name)
+            await self.index_name(container_id, node, name)
 
-    async def _index_name(self, container_id: str, node: Node, name: str) -> None:
+    async def index_name(self, container_id: str, node: Node, name: str) -> None:
         """Give an indexed container the name its node knows it by, unless another holds it."""
-        owner = await self.storage.reserve_name(name, container_id)
+        try:
+            owner = await self.storage.reserve_name(name, container_id)
+        except StorageError as e:
+            # The container is indexed all the same; its name is, at the next reconciliation.
+            log_event(log, logging.WARNING, "name not indexed", name=name, error=str(e))
+            return
         if owner is None or owner == container_id:
             await self.storage.assign_name(name, container_id, container_id)
+        elif owner.startswith(PENDING_PREFIX):
+            # A create that claimed the name and never told the index (its proxy died):
+            # the container a node made under that name is the claim's outcome.
+            await self.storage.assign_name(name, container_id, owner)
         else:
             log_event(
                 log,
@@ -676,13 +752,24 @@ class Cluster(
         await asyncio.gather(*(self.storage.remove_container(cid) for cid in container_ids))
 
     # --- execs ------------------------------------------------------------------
+    async def _discover_exec(self, exec_id: str) -> str:
+        """A miss asks the nodes, as for containers: the exec's container, indexed."""
+        path = f"/exec/{quote(exec_id, safe='')}/json"
+        for _node, result in await self.fan_out(lambda n: n.client.json("GET", path)):
+            if isinstance(result, tuple) and result[0] == 200 and isinstance(result[1], dict):
+                container_id = str(result[1].get("ContainerID", ""))
+                if container_id:
+                    await self.storage.store_exec(exec_id, container_id)
+                    return container_id
+        raise NoSuchExec(exec_id)
+
     async def exec_created(self, exec_id: str, container_id: str) -> None:
         await self.storage.store_exec(exec_id, container_id)
 
     async def locate_exec(self, exec_id: str) -> tuple[str, Node]:
         container_id = await self.storage.retrieve_exec(exec_id)
         if container_id is None:
-            raise NoSuchExec(exec_id)
+            container_id = await self._discover_exec(exec_id)
         try:
             record, node = await self.locate_container(container_id)
         except NoSuchContainer:

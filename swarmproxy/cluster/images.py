@@ -81,7 +81,7 @@ def quoted(ref: str) -> str:
     return quote(ref, safe="/:@")
 
 
-def _index_keys(inspect: dict[str, Any]) -> tuple[list[str], list[str], set[str]]:
+def index_keys(inspect: dict[str, Any]) -> tuple[list[str], list[str], set[str]]:
     """An image's indexable tags and digests (from its inspect or its listing entry), and
     every key the index files it under: its ID and each of them, normalised."""
     tags = [t for t in inspect.get("RepoTags") or [] if index_key(t)]
@@ -215,7 +215,7 @@ class ImageOperations(ClusterParts):
         image_id = str(inspect.get("Id", ""))
         if not image_id:
             return
-        tags, digests, keys = _index_keys(inspect)
+        tags, digests, keys = index_keys(inspect)
         storage = self.storage
         await asyncio.gather(*(storage.store_image(k, image_id, node.address) for k in keys))
         for digest in digests:
@@ -226,39 +226,42 @@ class ImageOperations(ClusterParts):
                         references.normalize(tag), references.digest_of(digest)
                     )
 
-    async def learn_images(self, node: Node) -> None:
-        """Index the images of a node that joins the cluster, where they agree with the
-        index: a tag that names another image in the index (rebuilt elsewhere since) is not
-        claimed for the node's older image."""
+    async def learn_images(self, node: Node) -> int:
+        """Index the images of a node where they agree with the index: a tag that names
+        another image in the index (rebuilt elsewhere since) is not claimed for the node's
+        older image. How many entries it added."""
         status, listing = await node.client.json("GET", "/images/json")
         if status != 200 or not isinstance(listing, list):
-            return
+            return 0
+        added = 0
         for entry in listing:
             image_id = str(entry.get("Id", ""))
             if not image_id:
                 continue
-            for key in _index_keys(entry)[2]:
+            for key in index_keys(entry)[2]:
                 record = await self.storage.retrieve_image(key)
                 if record is None or (
                     record.last_id == image_id and node.address not in record.nodes
                 ):
                     await self.storage.store_image(key, image_id, node.address)
+                    added += 1
+        return added
 
     async def _forget_deletions(self, node: Node, deletions: Sequence[dict[str, Any]]) -> None:
         """Drop from the index what a node said it untagged or deleted."""
         for line in deletions:
             untagged, deleted = line.get("Untagged"), line.get("Deleted")
             if untagged:
-                await self._forget_on(node, str(untagged))
+                await self.forget_image_on(node, str(untagged))
             if deleted:
                 await self.storage.remove_image(str(deleted), str(deleted), node.address)
 
     async def image_missing_on(self, node: Node, ref: str) -> None:
         """A node said it has no `ref` although the index sent the call there."""
         log_event(log, logging.INFO, "image index corrected", node=node.name, image=ref)
-        await self._forget_on(node, ref)
+        await self.forget_image_on(node, ref)
 
-    async def _forget_on(self, node: Node, ref: str) -> None:
+    async def forget_image_on(self, node: Node, ref: str) -> None:
         """Drop `node` from the index's holders of `ref`."""
         key = index_key(ref)
         record = None if key is None else await self.storage.retrieve_image(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,8 +49,20 @@ def _size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def _clock(seconds: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(seconds))
+
+
 def node_status_lines(cluster: Cluster) -> list[list[str]]:
-    lines = [["Strategy", cluster.scheduler.name], ["Nodes", str(len(cluster.nodes))]]
+    outage = cluster.storage_outage
+    storage = (
+        "ok" if outage is None else f"unavailable since {_clock(outage.since)}: {outage.error}"
+    )
+    lines = [
+        ["Storage", storage],
+        ["Strategy", cluster.scheduler.name],
+        ["Nodes", str(len(cluster.nodes))],
+    ]
     for node in cluster.nodes:
         info = node.info
         lines.append([f" {node.name}", node.address])

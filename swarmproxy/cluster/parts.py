@@ -89,6 +89,12 @@ class ClusterParts(abc.ABC):
     async def locate_exec(self, exec_id: str) -> tuple[str, Node]: ...
 
     @abc.abstractmethod
+    async def adopt_container(self, container_id: str, node: Node, name: str) -> None: ...
+
+    @abc.abstractmethod
+    async def index_name(self, container_id: str, node: Node, name: str) -> None: ...
+
+    @abc.abstractmethod
     async def exec_created(self, exec_id: str, container_id: str) -> None: ...
 
     @abc.abstractmethod
@@ -126,6 +132,12 @@ class ClusterParts(abc.ABC):
 
     @abc.abstractmethod
     async def image_missing_on(self, node: Node, ref: str) -> None: ...
+
+    @abc.abstractmethod
+    async def forget_image_on(self, node: Node, ref: str) -> None: ...
+
+    @abc.abstractmethod
+    async def learn_images(self, node: Node) -> int: ...
 
     @abc.abstractmethod
     async def provide_image(

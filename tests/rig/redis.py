@@ -128,6 +128,13 @@ class RedisServer:
                 text += path.read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
+    def restart(self) -> RedisServer:
+        """A new server on this one's port (stopped first), empty: it keeps nothing."""
+        self.stop()
+        server = type(self)._spawn(self.port, self.workdir)
+        server._wait_ready()
+        return server
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within 5 s. Idempotent."""
         atexit.unregister(self.stop)

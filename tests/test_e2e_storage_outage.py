@@ -1,0 +1,102 @@
+"""Redis stopped under a running proxy: reads and routing go on, unnamed containers are
+still made, a new name is refused (it could not be reserved cluster-wide), the outage
+shows in `docker info` and the health endpoint; when Redis is back (empty), the index is
+complete again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from swarmproxy.local_nodes import DockerNode
+from swarmproxy.storage import open_storage
+from tests.rig.proxy import Proxy
+from tests.rig.redis import RedisServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+HEALTH = "/swarmproxy/v1/health"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.2)
+
+
+def indexed(url: str, prefix: str, container_ids: list[str]) -> bool:
+    """Whether the Redis index knows every one of the containers, read as the proxy does."""
+
+    async def read() -> bool:
+        storage = open_storage(url, prefix)
+        try:
+            return all([await storage.retrieve_container(c) is not None for c in container_ids])
+        finally:
+            await storage.close()
+
+    return asyncio.run(read())
+
+
+@pytest.fixture
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisServer]]:
+    """A Redis of the test's own (it is stopped and started again), in a list the test
+    updates when it restarts it."""
+    servers = [RedisServer.start(tmp_path_factory.mktemp("outage-redis"))]
+    try:
+        yield servers
+    finally:
+        servers[-1].stop()
+
+
+def test_the_proxy_serves_through_a_redis_outage(
+    nodes: list[DockerNode],
+    own_redis: list[RedisServer],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    server = own_redis[0]
+    prefix = "sp-outage:"
+    proxy = Proxy.start(tmp_path_factory.mktemp("outage"), nodes, server.url, prefix)
+    try:
+        named = {
+            f"out-{i}": proxy.docker(
+                "run", "-d", "--name", f"out-{i}", "busybox", "sh", "-c", "echo hello; sleep 300"
+            ).stdout.strip()
+            for i in range(3)
+        }
+        assert proxy.admin("GET", HEALTH)[0] == 200
+
+        server.stop()
+        # The first call to need storage finds it gone; reads go on from what is kept.
+        for name, container_id in named.items():
+            assert json.loads(proxy.docker("inspect", name).stdout)[0]["Id"] == container_id
+            assert proxy.docker("logs", name).stdout == "hello\n"
+            assert proxy.docker("inspect", container_id[:12]).returncode == 0
+        listed = proxy.docker("ps", "--format", "{{.Names}}").stdout.split()
+        assert set(named) <= set(listed)
+        unnamed = proxy.docker("run", "-d", "busybox", "sleep", "300").stdout.strip()
+        assert proxy.docker("exec", unnamed, "echo", "still").stdout == "still\n"
+        refused = proxy.docker("create", "--name", "during", "busybox", "true", check=False)
+        assert refused.returncode != 0
+        assert "cannot reserve the name 'during' cluster-wide" in refused.stderr
+        assert "Storage: unavailable since" in proxy.docker("info").stdout
+        status, health = proxy.admin("GET", HEALTH)
+        assert status == 503 and health["Storage"]["Available"] is False
+        time.sleep(3)  # the outage lasts; nothing above changes with it
+        assert proxy.docker("logs", "out-0").stdout == "hello\n"
+
+        own_redis.append(server.restart())
+        wait_for(lambda: proxy.admin("GET", HEALTH)[0] == 200)
+        # Back, but empty: the registry and the index are made again from the nodes.
+        everything = [*named.values(), unnamed]
+        wait_for(lambda: indexed(server.url, prefix, everything))
+        assert " Nodes: 3" in proxy.docker("info").stdout
+        proxy.docker("create", "--name", "after", "busybox", "true")
+    finally:
+        proxy.stop()
+        for node in nodes:
+            node.remove_all_containers()
