@@ -130,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.setup(config.log.level, config.log.format)
         from swarmproxy.api.app import serve
 
-        run(serve(config))
+        # SIGHUP reads the file again, with the same flags over it.
+        run(serve(config, reload=lambda: build_config(args)))
         return 0
     if args.command == "node":
         return node_cli.run(args)

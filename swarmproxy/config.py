@@ -406,7 +406,9 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
             continue
         section, _, key = rest.partition("_")
         if section == "policy" and key in policy_module.RULE_KEYS:
-            _table(raw, section, section)[key] = policy_module.env_value(key, text)
+            _table(raw, section, section)[key] = (
+                _env_list(text) if key in policy_module.LIST_RULES else policy_module.env_flag(text)
+            )
             continue
         inner, _, inner_key = key.partition("_")
         if inner_key in _TABLES.get((section, inner), ()):
@@ -421,6 +423,16 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         _table(raw, section, section)[key] = _env_value(section, key, text)
 
 
+def _env_list(text: str) -> Any:
+    """A JSON array, or comma-separated values."""
+    if text.lstrip().startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            pass
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _table(parent: dict[str, Any], key: str, name: str) -> dict[str, Any]:
     table = parent.setdefault(key, {})
     if not isinstance(table, dict):
@@ -430,12 +442,7 @@ def _table(parent: dict[str, Any], key: str, name: str) -> dict[str, Any]:
 
 def _env_value(section: str, key: str, text: str) -> Any:
     if (section, key) in _LIST_KEYS | _PATH_LIST_KEYS | _NAME_LIST_KEYS:
-        if text.lstrip().startswith("["):
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError:
-                pass
-        return [part.strip() for part in text.split(",") if part.strip()]
+        return _env_list(text)
     if (section, key) in _FLOAT_KEYS | _COUNT_KEYS:
         try:
             return float(text) if (section, key) in _FLOAT_KEYS else int(text)

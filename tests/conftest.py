@@ -9,6 +9,7 @@ from __future__ import annotations
 import pathlib
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -47,12 +48,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 def start_proxy(
-    request: pytest.FixtureRequest, kind: str, nodes: list[DockerNode], workdir: pathlib.Path
+    request: pytest.FixtureRequest,
+    kind: str,
+    nodes: list[DockerNode],
+    workdir: pathlib.Path,
+    **options: Any,
 ) -> Proxy:
+    """A proxy on the embedded storage or on the session's Redis; `options` go to
+    Proxy.start."""
     if kind == "redis":
         redis: RedisServer = request.getfixturevalue("redis_server")
-        return Proxy.start(workdir, nodes, redis.url, prefix=f"sp-{uuid.uuid4().hex[:8]}:")
-    return Proxy.start(workdir, nodes)
+        prefix = f"sp-{uuid.uuid4().hex[:8]}:"
+        return Proxy.start(workdir, nodes, redis.url, prefix=prefix, **options)
+    return Proxy.start(workdir, nodes, **options)
 
 
 @pytest.fixture(scope="session", params=["memory", "redis"])

@@ -256,7 +256,7 @@ def test_extract_without_expressions(config: dict[str, Any]) -> None:
         ({"Labels": {AFFINITIES_LABEL: "[1]"}}, "a JSON array of strings"),
         ({"Labels": {AFFINITIES_LABEL: '["image==/[/"]'}}, "invalid affinity 'image==/\\[/'"),
         ({"Labels": ["a=b"]}, "Labels must be an object"),
-        ({"Env": "A=1"}, "Env an array"),
+        ({"Env": "A=1"}, "Env must be an array"),
     ],
 )
 def test_extract_refuses_invalid_input(config: dict[str, Any], message: str) -> None:

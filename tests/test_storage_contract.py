@@ -1,16 +1,18 @@
 """The storage contract: every backend passes the same tests.
 
-`storage` runs each contract test twice, against MemoryStorage and against RedisStorage
-on a real redis-server (one per session, each test under its own key prefix).
+`storage` runs each contract test against MemoryStorage and against RedisStorage on three
+real Redis deployments: one redis-server, a 3-master Redis Cluster, and a master with a
+replica behind a sentinel (each started once per session; each test under its own key
+prefix).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import pathlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -30,7 +32,15 @@ from swarmproxy.storage import (
 )
 from swarmproxy.storage.redis import RedisStorage
 from tests.rig.ports import free_port
-from tests.rig.redis import REDIS_SERVER, RedisServer
+from tests.rig.redis import RedisServer
+from tests.rig.redis_ha import (
+    D,
+    Deployment,
+    RedisClusterRig,
+    SentinelRig,
+    missing_programs,
+    running,
+)
 
 
 def full_id(start: str = "") -> str:
@@ -38,15 +48,28 @@ def full_id(start: str = "") -> str:
     return (start + uuid.uuid4().hex + uuid.uuid4().hex)[:64]
 
 
+def _running(
+    start: Callable[[pathlib.Path], D], tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[D]:
+    if missing := missing_programs():
+        pytest.skip(f"{', '.join(missing)} not installed")
+    with running(start, tmp_path_factory.mktemp(name)) as deployment:
+        yield deployment
+
+
 @pytest.fixture(scope="session")
 def storage_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if not os.access(REDIS_SERVER, os.X_OK):
-        pytest.skip(f"{REDIS_SERVER} is not installed")
-    server = RedisServer.start(tmp_path_factory.mktemp("redis"))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(RedisServer.start, tmp_path_factory, "redis")
+
+
+@pytest.fixture(scope="session")
+def storage_redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterRig]:
+    yield from _running(RedisClusterRig.start, tmp_path_factory, "redis-cluster")
+
+
+@pytest.fixture(scope="session")
+def storage_redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelRig]:
+    yield from _running(SentinelRig.start, tmp_path_factory, "redis-sentinel")
 
 
 @pytest.fixture
@@ -65,12 +88,19 @@ async def redis_storage(
         await store.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+_DEPLOYMENTS = {
+    "redis": "storage_redis_server",
+    "redis-cluster": "storage_redis_cluster",
+    "redis-sentinel": "storage_redis_sentinel",
+}
+
+
+@pytest.fixture(params=["memory", *_DEPLOYMENTS])
 def storage_url(request: pytest.FixtureRequest) -> str:
     if request.param == "memory":
         return "memory://"
-    server: RedisServer = request.getfixturevalue("storage_redis_server")
-    return server.url
+    deployment: Deployment = request.getfixturevalue(_DEPLOYMENTS[request.param])
+    return deployment.url
 
 
 @pytest.fixture
@@ -710,19 +740,24 @@ async def test_prefix_resolution_uses_zrangebylex_not_scan(
     assert after["zrange"] == before["zrange"]
 
 
+async def write_every_kind_of_key(store: RedisStorage, a: str) -> None:
+    """Store one of everything that has keys of its own, around the container `a`."""
+    await store.store_container(a, "node-1", "web")
+    assert await store.reserve_name("web", a) is None
+    assert await store.assign_name("web", a, a)
+    await store.store_exec("exec-1", a)
+    await store.store_image("busybox", "sha256:1", "node-1")
+    await store.set_image_digest("busybox", "sha256:d")
+    await store.store_node(node_record("http://n1", pool="a"))
+    assert await store.lock_node_for_healing("http://n1", False, 30.0)
+
+
 async def test_every_key_is_under_the_prefix(
     redis_storage: RedisStorage, admin: redis.Redis, key_prefix: str
 ) -> None:
     before = set(admin.scan_iter())
     a = full_id()
-    await redis_storage.store_container(a, "node-1", "web")
-    assert await redis_storage.reserve_name("web", a) is None
-    assert await redis_storage.assign_name("web", a, a)
-    await redis_storage.store_exec("exec-1", a)
-    await redis_storage.store_image("busybox", "sha256:1", "node-1")
-    await redis_storage.set_image_digest("busybox", "sha256:d")
-    await redis_storage.store_node(node_record("http://n1", pool="a"))
-    assert await redis_storage.lock_node_for_healing("http://n1", False, 30.0)
+    await write_every_kind_of_key(redis_storage, a)
 
     new = set(admin.scan_iter()) - before
     assert len(new) >= 10
@@ -732,6 +767,41 @@ async def test_every_key_is_under_the_prefix(
     await redis_storage.remove_image("busybox", "sha256:1", "node-1")
     await redis_storage.remove_node("http://n1")
     assert set(admin.scan_iter(match=f"{key_prefix}*")) == set()
+
+
+async def test_on_a_cluster_every_key_shares_one_slot_under_a_hash_tag(
+    storage_redis_cluster: RedisClusterRig,
+    redis_storage: RedisStorage,
+    admin: redis.Redis,
+    key_prefix: str,
+) -> None:
+    tagged = "{" + key_prefix.removesuffix(":") + "}:"
+    on_cluster = RedisStorage(storage_redis_cluster.url, key_prefix)
+    try:
+        assert on_cluster.prefix == tagged
+        container_id = full_id()
+        for store in (on_cluster, redis_storage):
+            await write_every_kind_of_key(store, container_id)
+            await store.store_volume("data", "node-1")
+            await store.increment("rr")
+            assert await store.resolve_container_prefix(container_id[:12]) == container_id
+    finally:
+        await on_cluster.close()
+
+    by_node: dict[int, set[str]] = {}
+    for node in storage_redis_cluster.nodes:
+        with redis.Redis(port=node.port, decode_responses=True) as client:
+            by_node[node.port] = set(client.scan_iter(match=f"{tagged}*"))
+            slots = {client.cluster("KEYSLOT", key) for key in by_node[node.port]}
+        assert len(slots) <= 1
+    assert [len(keys) > 0 for keys in by_node.values()].count(True) == 1
+    on_cluster_keys = set().union(*by_node.values())
+    # The layout of one server, where the prefix is used unchanged, with the tag in front.
+    single_keys = set(admin.scan_iter(match=f"{key_prefix}*"))
+    assert len(single_keys) >= 12
+    assert {k.removeprefix(tagged) for k in on_cluster_keys} == {
+        k.removeprefix(key_prefix) for k in single_keys
+    }
 
 
 async def test_two_prefixes_do_not_see_each_other(storage_redis_server: RedisServer) -> None:

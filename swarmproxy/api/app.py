@@ -8,13 +8,15 @@ import logging
 import os
 import signal
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
-from swarmproxy.api import middleware, routes
+from swarmproxy.api import connections, middleware, policy, routes
 from swarmproxy.api.admin import make_admin_app
 from swarmproxy.api.context import CLUSTER, CONFIG
+from swarmproxy.api.lifecycle import Reloader, shut_down
 from swarmproxy.cluster import Cluster
 from swarmproxy.config import Config
 from swarmproxy.log import log_event
@@ -22,18 +24,22 @@ from swarmproxy.tls import ServerTLS, server_stream
 
 log = logging.getLogger("swarmproxy.server")
 
-# A container config can carry a large environment; archives stream and are not bounded.
-MAX_BODY = 64 * 1024 * 1024
-SHUTDOWN_SECONDS = 3.0
-
 
 def make_app(cluster: Cluster, config: Config) -> web.Application:
     app = web.Application(
-        middlewares=[middleware.request_log, middleware.docker_errors, middleware.api_version],
-        client_max_size=MAX_BODY,
+        middlewares=[
+            connections.heads,
+            middleware.request_log,
+            middleware.docker_errors,
+            middleware.api_version,
+            policy.authorize,
+        ],
+        # Bounds request.read(): the JSON bodies the proxy reads whole. Streams are not read so.
+        client_max_size=config.server.max_json_body,
     )
     app[CLUSTER] = cluster
     app[CONFIG] = config
+    policy.set_policy(app, config.policy)
     app.on_response_prepare.append(middleware.daemon_headers)
     routes.register(app)
     return app
@@ -103,24 +109,39 @@ def _tls_mode(site: web.BaseSite, tls: ServerTLS | None) -> str:
     return "on" if tls.client_ca is None else "client certificates required"
 
 
-async def serve(config: Config, cluster: Cluster | None = None) -> None:
-    """Run until SIGTERM or SIGINT."""
+async def serve(
+    config: Config, cluster: Cluster | None = None, reload: Callable[[], Config] | None = None
+) -> None:
+    """Run until SIGTERM or SIGINT, then let requests and streams under way finish for up to
+    `server.shutdown_timeout`. With `reload` (the config file read again), SIGHUP applies
+    its nodes and policy (swarmproxy.api.lifecycle)."""
     cluster = cluster or Cluster.from_config(config)
     await cluster.start()
     app = make_app(cluster, config)
     # A client that goes away cancels its handler, and with it the request to the node.
-    # Open streams (events, logs -f, attach) would hold a shutdown for aiohttp's default
-    # minute: an orchestrator's stop grace is shorter than that.
-    runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
+    # Open streams (events, logs -f, attach) hold a shutdown for up to shutdown_timeout;
+    # then they are cut.
+    runner = connections.ProxyRunner(
+        app,
+        config.server,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=config.server.shutdown_timeout,
     )
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    admin = web.AppRunner(make_admin_app(cluster, config.admin), access_log=None)
+    admin = web.AppRunner(
+        make_admin_app(cluster, config.admin),
+        access_log=None,
+        shutdown_timeout=config.server.shutdown_timeout,
+    )
     await admin.setup()
+    reloader = None if reload is None else Reloader(app, cluster, config, reload)
+    if reloader is not None:
+        loop.add_signal_handler(signal.SIGHUP, reloader.request)
     try:
         await start_listeners(runner, config.server.listen, config.server.tls)
         # The admin API speaks plain HTTP: keep it on loopback or a unix socket.
@@ -135,7 +156,16 @@ async def serve(config: Config, cluster: Cluster | None = None) -> None:
         )
         await stop.wait()
     finally:
-        log_event(log, logging.INFO, "shutting down")
-        await admin.cleanup()
-        await runner.cleanup()
+        server = runner.server
+        log_event(
+            log,
+            logging.INFO,
+            "shutting down",
+            connections=0 if server is None else len(server.connections),
+            timeout=config.server.shutdown_timeout,
+        )
+        if reloader is not None:
+            await reloader.close()
+        await shut_down([runner, admin], config.server.shutdown_timeout)
         await cluster.close()
+        log_event(log, logging.INFO, "stopped")

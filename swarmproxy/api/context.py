@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,3 +49,15 @@ def json_response(data: Any, status: int = 200) -> web.Response:
         body=json.dumps(data, separators=(",", ":")).encode() + b"\n",
         content_type="application/json",
     )
+
+
+async def read_body(request: web.Request) -> bytes:
+    """A body the proxy reads whole (a JSON config): bounded in size by [server]
+    max_json_body (a 413), and in time by head_timeout, counted from when its reading
+    starts. A client that declares a body and stops sending it would otherwise hold its
+    connection, and the handler waiting on it, for as long as it stays connected."""
+    timeout = request.app[CONFIG].server.head_timeout
+    try:
+        return await asyncio.wait_for(request.read(), timeout)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout() from None

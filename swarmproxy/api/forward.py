@@ -63,8 +63,9 @@ def upstream_path(request: web.Request, path: str) -> str:
 async def forward(request: web.Request, node: Node, path: str) -> web.StreamResponse:
     """Send the request on to `node` at `path` (already under the version prefix), its body
     streamed through as it comes."""
-    streamed = request.body_exists
-    data: Any = request.content if streamed else None
+    # A body a middleware read whole (the policy judging it) is sent as read.
+    streamed = request.body_exists and request.can_read_body
+    data: Any = request.content if streamed else await request.read() or None
     headers = upstream_headers(request, streamed_body=streamed)
     async with node.client.request(request.method, path, headers=headers, data=data) as upstream:
         return await relay(request, upstream, node)

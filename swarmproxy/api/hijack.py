@@ -16,7 +16,7 @@ from typing import Any, cast
 from aiohttp import web
 from multidict import CIMultiDict
 
-from swarmproxy.api.context import target_of
+from swarmproxy.api.context import read_body, target_of
 from swarmproxy.api.forward import HOP_BY_HOP, NODE_KEY, filtered, forward
 from swarmproxy.cluster.node import Node
 from swarmproxy.log import log_event
@@ -161,7 +161,7 @@ async def hijacked_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def hijack(request: web.Request, node: Node, path: str) -> web.StreamResponse:
-    body = await request.read()
+    body = await read_body(request)
     reader, writer = await node.client.open_raw(operation(request.method, path))
     try:
         writer.write(_request_head(request, path, len(body)) + body)

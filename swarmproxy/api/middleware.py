@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from swarmproxy import __version__
-from swarmproxy.api.context import CLUSTER, TARGET_KEY, json_response
+from swarmproxy.api.context import CLUSTER, CONFIG, TARGET_KEY, json_response
 from swarmproxy.api.forward import NODE_KEY
 from swarmproxy.cluster import versions
 from swarmproxy.errors import DockerError
@@ -22,6 +22,11 @@ log = logging.getLogger("swarmproxy.http")
 SERVER = f"swarmproxy/{__version__} (linux)"
 # The response whose status and headers are on their way, once there is one.
 PREPARED_KEY = "swarmproxy.prepared"
+# On an error the proxy made itself, rather than one that carries a node's answer (its
+# status, its message): a plain DockerError is how the cluster passes a node's answer on.
+# Without it a merged error (`… (on node-1); … (on node-2)`) and the proxy's own 500 look
+# alike, both served under the proxy's Server header.
+PROXY_ERROR_HEADER = "X-Swarmproxy-Error"
 
 
 def error_response(status: int, message: str) -> web.Response:
@@ -84,7 +89,10 @@ async def docker_errors(request: web.Request, handler: Handler) -> web.StreamRes
             _cut(request, e)
             # aiohttp finishes it quietly on the closed connection.
             return answered
-        return _error_answer(request, e)
+        answer = _error_answer(request, e)
+        if type(e) is not DockerError:
+            answer.headers[PROXY_ERROR_HEADER] = "proxy"
+        return answer
 
 
 def _error_answer(request: web.Request, error: Exception) -> web.Response:
@@ -110,6 +118,17 @@ def _error_answer(request: web.Request, error: Exception) -> web.Response:
                 log, logging.INFO, "unsupported endpoint", method=request.method, path=request.path
             )
             return error_response(404, "page not found")
+        server = request.app[CONFIG].server
+        if error.status == 413:
+            limit = server.max_json_body
+            return error_response(
+                413, f"request body too large: the limit is {limit} bytes (server.max_json_body)"
+            )
+        if error.status == 408:
+            wait = server.head_timeout
+            return error_response(
+                408, f"request body not received within {wait:g} s (server.head_timeout)"
+            )
         return error_response(error.status, error.reason)
     log.error("unexpected error", exc_info=error, extra={"fields": {"path": request.path}})
     return error_response(500, f"swarmproxy internal error: {error}")

@@ -158,8 +158,32 @@ def _with_target(route: Route) -> Handler:
     return route.handler
 
 
+def _cleaned_away(value: str) -> bool:
+    # A container's name may be given with its leading slash (`/web`), as inspect shows it.
+    return any(segment in ("", ".", "..") for segment in value.removeprefix("/").split("/"))
+
+
+def _names_only(handler: Handler) -> Handler:
+    """A reference in the path that holds an empty, `.` or `..` segment once decoded
+    (`..%2Fx`) names nothing: the daemon's router cleans such a path (`/volumes/../x` is
+    `/x`) before routing it, and sent on to a node it would be redirected elsewhere."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        if any(
+            _cleaned_away(request.match_info[key])
+            for key in ("id", "name")
+            if key in request.match_info
+        ):
+            raise web.HTTPNotFound()
+        return await handler(request)
+
+    return checked
+
+
 def register(app: web.Application) -> None:
     for route in ROUTES:
         handler = _with_target(route)
+        if "{" in route.path:
+            handler = _names_only(handler)
         app.router.add_route(route.method, route.path, handler)
         app.router.add_route(route.method, VERSION_PREFIX + route.path, handler)

@@ -105,7 +105,7 @@ class ContainerCreation(ClusterParts):
         daemon's status and message."""
         if name:
             check_name(name)
-        sent, constraints, affinities = extract_placement(_parse_config(config))
+        sent, constraints, affinities = extract_placement(_container_config(config))
         request = SchedulingRequest(name, sent, scheduler_options, constraints, affinities)
         # A client's bytes go as they came unless placement expressions were taken out.
         rewritten = isinstance(config, bytes) and (constraints or affinities)
@@ -118,7 +118,14 @@ class ContainerCreation(ClusterParts):
         failed: list[tuple[Node, DockerError]] = []
         try:
             while True:
-                node = await self.schedule(request, nodes, exclude=[n for n, _ in failed])
+                try:
+                    node = await self.schedule(request, nodes, exclude=[n for n, _ in failed])
+                except DockerError:
+                    if not failed:
+                        raise
+                    # Every node that could take it failed it: that is the answer, not
+                    # that no node is left.
+                    raise _failures(failed) from None
                 if self.dry:
                     created = CreatedContainer(secrets.token_hex(32), node, [], b"")
                     await self.container_created(created.id, node, claim)
@@ -146,8 +153,7 @@ class ContainerCreation(ClusterParts):
                         log, logging.WARNING, "create failed", node=node.name, error=e.message
                     )
                     if len(failed) >= self.max_attempts:
-                        messages = "; ".join(error.message for _, error in failed)
-                        raise DockerError(messages, e.status) from e
+                        raise _failures(failed) from e
         except BaseException:
             # A no-op once the container holds the name.
             await shielded(self.release_claim(claim))
@@ -213,15 +219,37 @@ class ContainerCreation(ClusterParts):
         raise DockerError(message, status if status >= 400 else 500)
 
 
+def _failures(failed: Sequence[tuple[Node, DockerError]]) -> DockerError:
+    """The nodes' failures of one create, as one error with the last one's status."""
+    return DockerError("; ".join(error.message for _, error in failed), failed[-1][1].status)
+
+
 def _node_at_fault(error: DockerError) -> bool:
     """A node that could not be reached, or a daemon that failed (5xx): another node may
     do better. A refusal of the request (4xx) would be the same everywhere."""
     return isinstance(error, NodeUnavailable) or error.status >= 500
 
 
+def _container_config(config: Mapping[str, Any] | bytes) -> dict[str, Any]:
+    """What the scheduler may read of a create's config. A body that is not a JSON object
+    is refused here, in the words of a daemon of today: an older one answers it with a 500,
+    which would be tried again on every node."""
+    if not isinstance(config, bytes):
+        return dict(config)
+    if not config.strip():
+        raise BadRequest("invalid JSON: got EOF while reading request body")
+    try:
+        parsed = json.loads(config)
+    except ValueError as e:
+        raise BadRequest(f"invalid JSON: {e}") from None
+    if not isinstance(parsed, dict):
+        raise BadRequest("invalid JSON: a container config must be an object")
+    return parsed
+
+
 def _parse_config(config: Mapping[str, Any] | bytes) -> dict[str, Any]:
-    """What the scheduler may read of the config; a body that is not a JSON object goes to
-    the node all the same, which answers it as the daemon does."""
+    """What the proxy may read of a body; a body that is not a JSON object goes to the node
+    all the same, which answers it as the daemon does."""
     parsed = _json(config) if isinstance(config, bytes) else dict(config)
     return parsed if isinstance(parsed, dict) else {}
 

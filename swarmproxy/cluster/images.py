@@ -415,7 +415,10 @@ class ImageOperations(ClusterParts):
             except ValueError:
                 rest.append((key, value))  # the nodes answer it with the daemon's 400
                 continue
-            if not isinstance(filters, dict):
+            # Neither a map nor a list of references (`{"since": 5}`): the daemon's error too.
+            if not isinstance(filters, dict) or not all(
+                isinstance(filters.get(name), dict | list | None) for name in ("before", "since")
+            ):
                 rest.append((key, value))
                 continue
             for name in ("before", "since"):

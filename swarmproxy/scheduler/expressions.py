@@ -181,6 +181,40 @@ def _label_list(labels: dict[str, Any], label: str) -> list[str]:
     return [item.strip() for item in value]
 
 
+# The parts of a create body that the scheduler reads (placement, filters, load), and the
+# JSON type each must have when given (null is as good as absent, as for the daemon).
+_READ_PARTS: tuple[tuple[str, str, type, str], ...] = (
+    ("", "Labels", dict, "an object"),
+    ("", "Env", list, "an array"),
+    ("", "HostConfig", dict, "an object"),
+    ("HostConfig", "PortBindings", dict, "an object"),
+    ("HostConfig", "Mounts", list, "an array"),
+    ("HostConfig", "Binds", list, "an array"),
+    ("HostConfig", "Links", list, "an array"),
+    ("HostConfig", "VolumesFrom", list, "an array"),
+)
+
+
+def check_shape(config: dict[str, Any]) -> None:
+    """A BadRequest for a create body whose parts the scheduler reads have the wrong JSON
+    type: the daemon would refuse it too, after the proxy had judged every node by it."""
+    for parent, key, kind, named in _READ_PARTS:
+        value = (config.get(parent) or {}) if parent else config
+        if value.get(key) is not None and not isinstance(value[key], kind):
+            where = f"{parent}.{key}" if parent else key
+            raise BadRequest(f"invalid create body: {where} must be {named}")
+    host_config = config.get("HostConfig") or {}
+    for port, bindings in (host_config.get("PortBindings") or {}).items():
+        if not isinstance(bindings, list | None) or not all(
+            isinstance(b, dict) for b in bindings or ()
+        ):
+            raise BadRequest(
+                f"invalid create body: HostConfig.PortBindings[{port}] must be an array of objects"
+            )
+    if not all(isinstance(mount, dict) for mount in host_config.get("Mounts") or ()):
+        raise BadRequest("invalid create body: HostConfig.Mounts must be an array of objects")
+
+
 def extract_placement(config: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
     """A create body's constraints and affinities, and the body to send to the node.
 
@@ -190,9 +224,8 @@ def extract_placement(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]
     must not see them) and every expression kept in the two labels, so that `docker
     inspect` shows where it was asked to go. Each one is parsed: a BadRequest for an
     invalid one. `config` itself is left as it was."""
+    check_shape(config)
     given_labels, env = config.get("Labels"), config.get("Env")
-    if not isinstance(given_labels, dict | None) or not isinstance(env, list | None):
-        raise BadRequest("invalid create body: Labels must be an object and Env an array")
     labels: dict[str, Any] = dict(given_labels or {})
     found = {label: _label_list(labels, label) for label in _ENV_LABELS.values()}
     kept_env: list[Any] = []

@@ -31,11 +31,34 @@ __all__ = [
     "open_storage",
 ]
 
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_REDIS_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)
 
 
 def open_storage(url: str, prefix: str = "swarmproxy:") -> Storage:
-    """The storage a URL names: memory:// or redis://host:port/db (rediss://, unix://)."""
+    """The storage a URL names (user and password, where needed, as in ``redis://``):
+
+    - ``memory://``: in this process;
+    - ``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]``, ``rediss://`` (TLS),
+      ``unix://[[USER]:PASSWORD@]/PATH.sock[?db=DB]``: one Redis server;
+    - ``redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB]``
+      (``rediss+sentinel://``: TLS to the sentinels and the master): the master that the
+      sentinels (port 26379 by default) name MASTER, followed through failovers. The
+      user and password are the master's; sentinels that want their own take
+      ``?sentinel_username=...&sentinel_password=...``;
+    - ``redis+cluster://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...][/]``
+      (``rediss+cluster://``): a Redis Cluster, found from any of the nodes named.
+
+    Query options (``?socket_timeout=10``, ``ssl_ca_certs=/path``, ...) go to redis-py as
+    in its URLs.
+    """
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":
         return MemoryStorage()

@@ -1,5 +1,17 @@
 """Redis storage: one index shared by every proxy replica.
 
+The URL names one of three kinds of deployment (see open_storage for the exact forms):
+
+- one server, or a primary with replicas reached at the primary: ``redis://``,
+  ``rediss://``, ``unix://``;
+- a master watched by Redis Sentinel: ``redis+sentinel://`` (``rediss+sentinel://``). The
+  sentinels name the master at each new connection, so the proxy follows a failover: a
+  command cut off by the switch (its connection dropped, the old master gone or answering
+  READONLY) is retried a bounded number of times on the master they name next. Writes that
+  reached the old master before it was demoted are lost with it: reconciling with the nodes
+  recovers them, not this module;
+- a Redis Cluster: ``redis+cluster://`` (``rediss+cluster://``).
+
 Key layout, all under the configurable prefix P:
 
     P containers                    zset of container IDs, all scored 0 (lexicographic order)
@@ -21,9 +33,18 @@ Key layout, all under the configurable prefix P:
     P volume-nodes:<name>           set of the addresses of the nodes holding one so named
     P counter:<key>                 string: an integer, changed only by INCR
 
-Multi-key changes run as Lua scripts (one round trip, atomic). Some scripts derive keys
-from values they read (a container's name, its execs), which a Redis Cluster would
-reject; the proxy targets a single Redis (or a primary with replicas).
+Multi-key changes, and reads that must see several keys at one instant, run as Lua
+scripts (one round trip, atomic), never as MULTI, which redis-py's async cluster client
+supports only in recent versions and only in part. Some scripts derive keys from values
+they read (a container's name, its execs), which a Redis Cluster allows only in the slot of
+the keys the script declares. So on a Redis Cluster every key of one prefix shares one hash
+slot: P becomes a hash tag, ``swarmproxy:`` turning into ``{swarmproxy}:``
+(``{swarmproxy}:container:<id>``, ...), and a prefix that already holds a tag
+(``{swarmproxy}:``, ``app:{sp}:``) is kept as it is. The whole index then lives on the
+master serving that slot: the cluster brings failover and room for other data, not a
+spread of this index, which stays small. On one server or behind Sentinel the prefix is
+used unchanged, so an index written before keeps its key names. A prefix that holds a tag
+gives the same names on all three.
 """
 
 from __future__ import annotations
@@ -33,14 +54,24 @@ import json
 import math
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.backoff import (
+    AbstractBackoff,
+    EqualJitterBackoff,
+    ExponentialWithJitterBackoff,
+    NoBackoff,
+)
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from swarmproxy.storage.base import (
@@ -59,6 +90,21 @@ from swarmproxy.storage.base import (
 # little so a pooled connection left dead by a Redis restart is replaced transparently.
 _SOCKET_TIMEOUT = 5.0
 _RETRIES = 2
+# Behind Sentinel, retries also carry a command over the master's switch, each one asking
+# the sentinels for the master anew, and are spaced wider (0.25 to 1 s) so that together
+# they span the moment of a switch: a new connection is tried up to 4 times, and a command
+# cut off mid-flight is retried up to 3 times, each with such a reconnection. A master that
+# stays unreachable longer (the sentinels first wait out their down-after-milliseconds)
+# fails the command as unreachable; the next command starts afresh.
+_FAILOVER_RETRIES = 3
+
+# KEYS: container hash, containers zset. ARGV: container ID, node, name (empty: keep it).
+_STORE_CONTAINER = """
+redis.call('HSET', KEYS[1], 'node', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'name', ARGV[3]) end
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return 1
+"""
 
 _RESERVE_NAME = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return false end
@@ -115,6 +161,33 @@ if not container_id then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', ARGV[2] .. container_id, ARGV[1])
 return 1
+"""
+
+# KEYS: image hash, image nodes, image history, images set.
+# ARGV: repository, node, image ID, history entry, history limit.
+# A repeated pair moves to the newest end of the history instead of crowding out others.
+_STORE_IMAGE = """
+redis.call('HSET', KEYS[1], 'last_node', ARGV[2], 'last_id', ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('LREM', KEYS[3], 0, ARGV[4])
+redis.call('RPUSH', KEYS[3], ARGV[4])
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[5]), -1)
+redis.call('SADD', KEYS[4], ARGV[1])
+return 1
+"""
+
+# KEYS: image hash, image nodes, image history, for each image. One snapshot of them all:
+# for each image, its hash (flat field/value list), its nodes and its history.
+_FETCH_IMAGES = """
+local records = {}
+for i = 1, #KEYS, 3 do
+  records[#records + 1] = {
+    redis.call('HGETALL', KEYS[i]),
+    redis.call('SMEMBERS', KEYS[i + 1]),
+    redis.call('LRANGE', KEYS[i + 2], 0, -1),
+  }
+end
+return records
 """
 
 # KEYS: image hash, image nodes, image history, images set.
@@ -203,6 +276,13 @@ return 1
 """
 
 # KEYS: volume nodes, volumes set. ARGV: name, node.
+_STORE_VOLUME = """
+redis.call('SADD', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: volume nodes, volumes set. ARGV: name, node.
 _REMOVE_VOLUME = """
 redis.call('SREM', KEYS[1], ARGV[2])
 if redis.call('SCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end
@@ -212,22 +292,21 @@ return 1
 
 class RedisStorage(Storage):
     def __init__(self, url: str, prefix: str = "swarmproxy:") -> None:
-        self._client = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=_SOCKET_TIMEOUT,
-            socket_connect_timeout=_SOCKET_TIMEOUT,
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), _RETRIES),
-        )
-        self._prefix = prefix
-        self.address = _describe(self._client.connection_pool.connection_kwargs)
+        connection = _connect(url)
+        self._client = connection.client
+        self._helpers = connection.helpers
+        self.address = connection.address
+        self._prefix = _cluster_prefix(prefix) if connection.cluster else prefix
         register = self._client.register_script
+        self._store_container = register(_STORE_CONTAINER)
         self._reserve_name = register(_RESERVE_NAME)
         self._assign_name = register(_ASSIGN_NAME)
         self._release_name = register(_RELEASE_NAME)
         self._remove_container = register(_REMOVE_CONTAINER)
         self._store_exec = register(_STORE_EXEC)
         self._remove_exec = register(_REMOVE_EXEC)
+        self._store_image = register(_STORE_IMAGE)
+        self._fetch_images_script = register(_FETCH_IMAGES)
         self._remove_image = register(_REMOVE_IMAGE)
         self._set_image_digest = register(_SET_IMAGE_DIGEST)
         self._store_node = register(_STORE_NODE)
@@ -236,20 +315,30 @@ class RedisStorage(Storage):
         self._lock_node = register(_LOCK_NODE)
         self._extend_node_lock = register(_EXTEND_NODE_LOCK)
         self._unlock_node = register(_UNLOCK_NODE)
+        self._store_volume = register(_STORE_VOLUME)
         self._remove_volume = register(_REMOVE_VOLUME)
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> aioredis.Redis | RedisCluster:
         return self._client
+
+    @property
+    def prefix(self) -> str:
+        """What every key starts with: the configured prefix, as a hash tag on a cluster."""
+        return self._prefix
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
         try:
             yield
-        except (RedisConnectionError, RedisTimeoutError) as e:
-            raise StorageError(f"redis at {self.address} is unreachable: {e}") from e
-        except RedisError as e:
-            raise StorageError(f"redis at {self.address} failed: {e}") from e
+        except MasterNotFoundError as e:
+            # redis-py's text spells out every sentinel client; the cause keeps it for logs.
+            raise StorageError(
+                f"redis at {self.address} is unreachable: no sentinel names that master as up"
+            ) from e
+        except (RedisError, RedisClusterException) as e:
+            verb = "is unreachable" if _unreachable(e) else "failed"
+            raise StorageError(f"redis at {self.address} {verb}: {e}") from e
 
     async def _run(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         with self._guard():
@@ -275,14 +364,11 @@ class RedisStorage(Storage):
 
     # --- containers -------------------------------------------------------------
     async def store_container(self, container_id: str, node: str, name: str = "") -> None:
-        key = self._container_key(container_id)
-        with self._guard():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(key, "node", node)
-                if name:
-                    pipe.hset(key, "name", name)
-                pipe.zadd(self._key("containers"), {container_id: 0})
-                await pipe.execute()
+        await self._run(
+            self._store_container,
+            [self._container_key(container_id), self._key("containers")],
+            [container_id, node, name],
+        )
 
     async def retrieve_container(self, container_id: str) -> ContainerRecord | None:
         with self._guard():
@@ -378,39 +464,27 @@ class RedisStorage(Storage):
 
     # --- images -----------------------------------------------------------------
     async def store_image(self, repository: str, image_id: str, node: str) -> None:
-        image, nodes, history, images = self._image_keys(repository)
-        entry = _history_entry(node, image_id)
-        with self._guard():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(image, mapping={"last_node": node, "last_id": image_id})
-                pipe.sadd(nodes, node)
-                # A repeated pair moves to the newest end instead of crowding out others.
-                pipe.lrem(history, 0, entry)
-                pipe.rpush(history, entry)
-                pipe.ltrim(history, -IMAGE_HISTORY_LIMIT, -1)
-                pipe.sadd(images, repository)
-                await pipe.execute()
+        await self._run(
+            self._store_image,
+            self._image_keys(repository),
+            [repository, node, image_id, _history_entry(node, image_id), IMAGE_HISTORY_LIMIT],
+        )
 
     async def retrieve_image(self, repository: str) -> ImageRecord | None:
-        with self._guard():
-            (record,) = await self._fetch_images([repository])
+        (record,) = await self._fetch_images([repository])
         return record
 
     async def _fetch_images(self, repositories: list[str]) -> list[ImageRecord | None]:
-        # One MULTI so each record is a consistent snapshot.
-        async with self._client.pipeline(transaction=True) as pipe:
-            for repository in repositories:
-                image, nodes, history, _ = self._image_keys(repository)
-                pipe.hgetall(image)
-                pipe.smembers(nodes)
-                pipe.lrange(history, 0, -1)
-            replies: list[Any] = await pipe.execute()
+        if not repositories:
+            return []
+        keys = [key for repository in repositories for key in self._image_keys(repository)[:3]]
+        replies: list[list[Any]] = await self._run(self._fetch_images_script, keys, [])
         records: list[ImageRecord | None] = []
-        for i, repository in enumerate(repositories):
-            fields, node_set, entries = replies[3 * i : 3 * i + 3]
+        for repository, (flat, node_set, entries) in zip(repositories, replies, strict=True):
             if not node_set:
                 records.append(None)
                 continue
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
             records.append(
                 ImageRecord(
                     repository=repository,
@@ -436,7 +510,7 @@ class RedisStorage(Storage):
     async def retrieve_images(self) -> list[ImageRecord]:
         with self._guard():
             repositories = sorted(_texts(await self._client.smembers(self._key("images"))))
-            records = await self._fetch_images(repositories)
+        records = await self._fetch_images(repositories)
         return [record for record in records if record is not None]
 
     # --- nodes ------------------------------------------------------------------
@@ -548,12 +622,7 @@ class RedisStorage(Storage):
         return [self._key("volume-nodes:", name), self._key("volumes")]
 
     async def store_volume(self, name: str, node: str) -> None:
-        nodes, volumes = self._volume_keys(name)
-        with self._guard():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.sadd(nodes, node)
-                pipe.sadd(volumes, name)
-                await pipe.execute()
+        await self._run(self._store_volume, self._volume_keys(name), [name, node])
 
     async def retrieve_volume(self, name: str) -> set[str]:
         with self._guard():
@@ -565,7 +634,8 @@ class RedisStorage(Storage):
     async def retrieve_volumes(self) -> dict[str, set[str]]:
         with self._guard():
             names = sorted(_texts(await self._client.smembers(self._key("volumes"))))
-            async with self._client.pipeline(transaction=True) as pipe:
+            # Each name's holders stand alone: no snapshot across names is needed.
+            async with self._client.pipeline(transaction=False) as pipe:
                 for name in names:
                     pipe.smembers(self._key("volume-nodes:", name))
                 holders: list[set[bytes | str]] = await pipe.execute()
@@ -592,6 +662,195 @@ class RedisStorage(Storage):
     async def close(self) -> None:
         with self._guard():
             await self._client.aclose()
+            for helper in self._helpers:
+                await helper.aclose()
+
+
+# --- connecting -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Connection:
+    client: aioredis.Redis | RedisCluster
+    # Where it points, for error messages; never the credentials.
+    address: str
+    cluster: bool = False
+    # Clients it relies on, closed with it: a Sentinel's own connections to the sentinels.
+    helpers: tuple[aioredis.Redis, ...] = ()
+
+
+@dataclass(frozen=True)
+class _HostsURL:
+    """A URL naming several hosts (the sentinels, or a cluster's first nodes)."""
+
+    hosts: list[tuple[str, int]]
+    path: str
+    # Credentials, TLS and query options, as redis-py reads them from a one-host URL.
+    options: dict[str, Any]
+
+
+def _connect(url: str) -> _Connection:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme.endswith("+sentinel"):
+        return _connect_sentinel(url)
+    if scheme.endswith("+cluster"):
+        return _connect_cluster(url)
+    client = aioredis.Redis.from_url(url, **_client_options())
+    return _Connection(client, _describe(client.connection_pool.connection_kwargs))
+
+
+def _client_options(
+    retries: int = _RETRIES,
+    backoff: AbstractBackoff | None = None,
+) -> dict[str, Any]:
+    return {
+        "decode_responses": True,
+        "socket_timeout": _SOCKET_TIMEOUT,
+        "socket_connect_timeout": _SOCKET_TIMEOUT,
+        "retry": Retry(backoff or ExponentialWithJitterBackoff(cap=0.5, base=0.05), retries),
+    }
+
+
+def _connect_sentinel(url: str) -> _Connection:
+    parsed = _parse_hosts_url(url, default_port=26379)
+    path = [unquote(part) for part in parsed.path.split("/") if part]
+    if len(path) not in (1, 2):
+        raise ValueError(
+            f"storage URL {_without_credentials(url)!r}: expected "
+            "redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTERNAME[/DB]"
+        )
+    options = parsed.options
+    db = _database(url, path[1] if len(path) == 2 else options.get("db", 0))
+    options["db"] = db
+    # The sentinels' own credentials; the URL's user and password are the master's.
+    sentinel_options: dict[str, Any] = {
+        "socket_timeout": _SOCKET_TIMEOUT,
+        "socket_connect_timeout": _SOCKET_TIMEOUT,
+        # The master's retries ask the sentinels again: retries of their own would multiply
+        # (redis-py's default spent 14 s on one unreachable sentinel).
+        "retry": Retry(NoBackoff(), 0),
+    }
+    for name in ("sentinel_username", "sentinel_password"):
+        if name in options:
+            sentinel_options[name.removeprefix("sentinel_")] = options.pop(name)
+    # rediss+sentinel: TLS to the sentinels as to the master.
+    sentinel_options.update((k, v) for k, v in options.items() if k.startswith("ssl"))
+    # redis-py's Sentinel carries no annotations.
+    sentinel = Sentinel(parsed.hosts, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    master = path[0]
+    defaults = _client_options(_FAILOVER_RETRIES, EqualJitterBackoff(cap=1.0, base=0.25))
+    client = sentinel.master_for(master, **{**defaults, **options})
+    return _Connection(
+        client,
+        f"sentinel {_hosts(parsed.hosts)}, master {master} (db {db})",
+        helpers=tuple(sentinel.sentinels),
+    )
+
+
+class _Cluster(RedisCluster):
+    """A cluster client that learns the slot layout before its first command.
+
+    redis-py (seen with 8.1) lets commands that arrive together on a new client race its
+    discovery of the cluster: their connections break, and its retries then run some of
+    them twice (50 concurrent INCRs counted 51 to 54). One discovery, under its lock,
+    before each command (at once a no-op after the first) avoids that.
+    """
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
+def _connect_cluster(url: str) -> _Connection:
+    parsed = _parse_hosts_url(url, default_port=6379)
+    options = parsed.options
+    query_db = options.pop("db", 0)
+    if _database(url, parsed.path.strip("/") or query_db) != 0:
+        raise ValueError(f"storage URL {_without_credentials(url)!r}: a cluster has only db 0")
+    defaults = {
+        **_client_options(),
+        # redis-py caps each node at 100 connections and fails the command past that, where
+        # the one-server client has no cap: here too the server's maxclients is the limit.
+        "max_connections": 2**31,
+    }
+    client = _Cluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in parsed.hosts],
+        **{**defaults, **options},
+    )
+    return _Connection(client, f"cluster {_hosts(parsed.hosts)}", cluster=True)
+
+
+def _parse_hosts_url(url: str, default_port: int) -> _HostsURL:
+    parts = urlsplit(url)
+    userinfo, at, host_list = parts.netloc.rpartition("@")
+    hosts: list[tuple[str, int]] = []
+    for item in host_list.split(","):
+        host = urlsplit(f"//{item}")
+        try:
+            port = host.port or default_port
+        except ValueError:
+            port = 0
+        if not host.hostname or not port:
+            raise ValueError(
+                f"storage URL {_without_credentials(url)!r}: {item!r} is not HOST[:PORT]"
+            )
+        hosts.append((host.hostname, port))
+    tls = parts.scheme.lower().startswith("rediss")
+    one_host = f"{'rediss' if tls else 'redis'}://{userinfo}{at}localhost?{parts.query}"
+    options: dict[str, Any] = dict(parse_url(one_host))
+    del options["host"]
+    if options.pop("connection_class", None) is SSLConnection:
+        options["ssl"] = True
+    return _HostsURL(hosts, parts.path, options)
+
+
+def _database(url: str, value: object) -> int:
+    try:
+        db = int(str(value))
+    except ValueError:
+        db = -1
+    if db < 0:
+        raise ValueError(f"storage URL {_without_credentials(url)!r}: bad db {value!r}")
+    return db
+
+
+def _hosts(hosts: list[tuple[str, int]]) -> str:
+    return ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in hosts)
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _cluster_prefix(prefix: str) -> str:
+    """The prefix as a hash tag, so that every key of the index shares one cluster slot."""
+    tagged = prefix
+    if not _hash_tag(prefix):
+        colon = ":" if prefix.endswith(":") else ""
+        tagged = "{" + prefix.removesuffix(":") + "}" + colon
+    if not _hash_tag(tagged):
+        raise ValueError(
+            f"storage prefix {prefix!r} cannot be a hash tag; a Redis Cluster needs one to "
+            "keep the index in one slot"
+        )
+    return tagged
+
+
+def _hash_tag(key: str) -> str:
+    """What a Redis Cluster hashes in place of the whole key: the text between the first
+    "{" and the next "}", when not empty."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start != -1 else -1
+    return key[start + 1 : end] if end != -1 else ""
+
+
+def _unreachable(error: BaseException) -> bool:
+    # A cluster client that reached none of its nodes raises a RedisClusterException caused
+    # by the last connection error.
+    return any(
+        isinstance(e, (RedisConnectionError, RedisTimeoutError)) for e in (error, error.__cause__)
+    )
 
 
 def _describe(kwargs: Mapping[str, Any]) -> str:

@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import pathlib
+import resource
 import signal
 import ssl
 import subprocess
@@ -66,6 +67,18 @@ def node_table(node: DockerNode, index: int, tls: Mapping[str, str] | None) -> s
     )
 
 
+def allow_open_files(count: int) -> None:
+    """Raises this process's soft limit of open files to `count`, and the hard one with it
+    when allowed (as root)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= count:
+        return
+    if hard != resource.RLIM_INFINITY and hard < count:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
+    else:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count, hard))
+
+
 class Proxy:
     def __init__(
         self,
@@ -96,9 +109,13 @@ class Proxy:
         unix_socket: pathlib.Path | None = None,
         tls: ListenerTLS | None = None,
         node_tls: Mapping[str, Mapping[str, str]] | None = None,
+        server_toml: str = "",
+        open_files: int | None = None,
     ) -> Proxy:
         """`tls` puts the TCP listener behind TLS; `node_tls` gives, by node name, TLS keys
-        for [[nodes]] other than those of the node's own DaemonTLS (see node_table)."""
+        for [[nodes]] other than those of the node's own DaemonTLS (see node_table).
+        `server_toml` adds keys to [server]; `open_files` raises the process's limit of open
+        files (RLIMIT_NOFILE) to at least that, for tests that hold many connections."""
         workdir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         node_tables = "".join(
@@ -110,7 +127,7 @@ class Proxy:
             listen.append(f"unix://{unix_socket}")
         config = workdir / "config.toml"
         config.write_text(
-            f'[server]\nlisten = {json.dumps(listen)}\nname = "rig-proxy"\n\n'
+            f'[server]\nlisten = {json.dumps(listen)}\nname = "rig-proxy"\n{server_toml}\n'
             f'[admin]\nlisten = ["tcp://127.0.0.1:{admin_port}"]\ntoken = "{ADMIN_TOKEN}"\n\n'
             f'[storage]\nurl = "{storage_url}"\nprefix = "{prefix}"\n\n'
             f"{tls.toml() if tls else ''}"
@@ -123,6 +140,7 @@ class Proxy:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                preexec_fn=None if open_files is None else (lambda: allow_open_files(open_files)),
             )
         proxy = cls(workdir, port, process, prefix, tls, admin_port)
         proxy._wait_ready()

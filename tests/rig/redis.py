@@ -70,8 +70,9 @@ class RedisServer:
         raise RedisStartError("\n".join(failures))
 
     @classmethod
-    def _spawn(cls, port: int, workdir: pathlib.Path) -> RedisServer:
-        argv = [
+    def _argv(cls, port: int, workdir: pathlib.Path) -> list[str]:
+        """The command line; a subclass adds to it (a cluster node, a sentinel)."""
+        return [
             REDIS_SERVER,
             *("--port", str(port)),
             *("--bind", "127.0.0.1"),
@@ -81,10 +82,13 @@ class RedisServer:
             *("--dir", str(workdir)),
             *("--logfile", str(workdir / "redis.log")),
         ]
+
+    @classmethod
+    def _spawn(cls, port: int, workdir: pathlib.Path) -> RedisServer:
         # Errors before the logfile is opened (a bad argument) go to stderr.
         with open(workdir / "redis.out", "ab") as out:
             process = subprocess.Popen(
-                argv,
+                cls._argv(port, workdir),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from swarmproxy.api.context import cluster_of, json_response, target_of
+from swarmproxy.api.context import cluster_of, json_response, read_body, target_of
 from swarmproxy.api.forward import NODE_KEY, forward, relay, upstream_headers, upstream_path
 from swarmproxy.cluster import Node
 from swarmproxy.cluster.creation import check_name
@@ -33,7 +33,7 @@ async def _exchange(
     (and perhaps return other bytes to send), then relay it. `on_error` runs when the node
     gave no answer. All of it runs to the end even if the client goes away."""
     if body is None and request.body_exists:
-        body = await request.read()
+        body = await read_body(request)
 
     async def run() -> web.StreamResponse:
         try:
@@ -57,7 +57,7 @@ async def _exchange(
 async def create(request: web.Request) -> web.Response:
     params = [(k, v) for k, v in request.query.items() if k != "name"]
     created = await cluster_of(request).create_container(
-        await request.read(),
+        await read_body(request),
         request.query.get("name", ""),
         params=params,
         api_version=request.match_info.get("version", ""),
@@ -142,7 +142,7 @@ async def rename(request: web.Request) -> web.StreamResponse:
 async def exec_create(request: web.Request) -> web.StreamResponse:
     target = target_of(request)
     cluster = cluster_of(request)
-    body = await request.read()
+    body = await read_body(request)
 
     async def learn(status: int, payload: bytes) -> None:
         if status == 201:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from swarmproxy.api.context import Handler, cluster_of, json_response
+from swarmproxy.api.context import Handler, cluster_of, json_response, read_body
 from swarmproxy.api.forward import (
     forward,
     relay,
@@ -161,7 +161,7 @@ async def build(request: web.Request) -> web.StreamResponse:
 
 
 async def commit(request: web.Request) -> web.StreamResponse:
-    config = await request.read() if request.body_exists else None
+    config = await read_body(request) if request.body_exists else None
     answer = await cluster_of(request).commit_container(
         request.query.get("container", ""),
         _params(request),

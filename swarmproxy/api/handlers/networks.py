@@ -6,7 +6,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from swarmproxy.api.context import cluster_of, json_response
+from swarmproxy.api.context import cluster_of, json_response, read_body
 
 
 def _version(request: web.Request) -> str:
@@ -19,7 +19,7 @@ def _content_type(request: web.Request) -> str:
 
 async def create(request: web.Request) -> web.Response:
     created = await cluster_of(request).create_network(
-        await request.read(), api_version=_version(request), content_type=_content_type(request)
+        await read_body(request), api_version=_version(request), content_type=_content_type(request)
     )
     return json_response(created, 201)
 
@@ -53,7 +53,7 @@ async def _on_endpoint(request: web.Request, call: _EndpointCall) -> web.Respons
     """connect and disconnect: the network in the path, the container in the body."""
     await call(
         request.match_info["id"],
-        await request.read(),
+        await read_body(request),
         api_version=_version(request),
         content_type=_content_type(request),
     )

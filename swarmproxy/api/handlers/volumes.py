@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from swarmproxy.api.context import cluster_of, json_response
+from swarmproxy.api.context import cluster_of, json_response, read_body
 from swarmproxy.api.forward import NODE_KEY
 
 
@@ -14,7 +14,7 @@ def _version(request: web.Request) -> str:
 
 async def create(request: web.Request) -> web.Response:
     created = await cluster_of(request).create_volume(
-        await request.read(),
+        await read_body(request),
         api_version=_version(request),
         content_type=request.headers.get("Content-Type", ""),
     )

@@ -1,0 +1,124 @@
+"""Client connections and their limits: how long a connection may take to send a request
+head, how long it may sit idle between requests, and how long a request line or header may
+be ([server] head_timeout, idle_timeout, max_line_size, max_field_size).
+
+aiohttp bounds the idle time between requests (its keep-alive timeout), but not the time a
+request head takes once begun: a client that opens a connection and dribbles a head (or
+sends nothing at all, on older aiohttp) would hold its socket for as long as it likes. Each
+connection here is a `Connection`, which closes itself when a head is not complete in time,
+as dockerd does (Go's ReadHeaderTimeout): a close, with no answer, since no request was read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestHandler
+
+from swarmproxy.config import ServerConfig
+from swarmproxy.log import log_event
+
+log = logging.getLogger("swarmproxy.http")
+
+
+class Connection(RequestHandler):
+    """One client connection. A head is awaited from the connection's start, and on a kept
+    alive connection from the first byte of the next request; `request_started` and
+    `request_done` (called by the `heads` middleware) say when the proxy is busy with one."""
+
+    def __init__(self, manager: web.Server, *, head_timeout: float, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._head_timeout = head_timeout
+        self._head_timer: asyncio.TimerHandle | None = None
+        # Between requests, with nothing of the next one received: aiohttp's keep-alive
+        # timeout covers that time, and the next byte starts the head's.
+        self._between_requests = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._await_head()
+
+    def data_received(self, data: bytes) -> None:
+        if self._between_requests and data:
+            self._between_requests = False
+            self._await_head()
+        super().data_received(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def request_started(self) -> None:
+        self._between_requests = False
+        self._stop_head_timer()
+
+    def request_done(self) -> None:
+        self._between_requests = True
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):
+            # A client's malformed head, answered 400: one line, not an error's traceback.
+            log_event(log, logging.INFO, "bad request head", error=error.message.strip())
+            return
+        super().log_exception(*args, **kwargs)
+
+    def _await_head(self) -> None:
+        self._stop_head_timer()
+        loop = asyncio.get_running_loop()
+        self._head_timer = loop.call_later(self._head_timeout, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        self.force_close()
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        # aiohttp's own __call__ makes a RequestHandler with the runner's settings.
+        return Connection(self, loop=self._loop, **self._kwargs)
+
+
+class ProxyRunner(web.AppRunner):
+    """An AppRunner whose connections follow the [server] limits."""
+
+    def __init__(self, app: web.Application, server: ServerConfig, **kwargs: Any) -> None:
+        super().__init__(
+            app,
+            keepalive_timeout=server.idle_timeout,
+            max_line_size=server.max_line_size,
+            max_field_size=server.max_field_size,
+            head_timeout=server.head_timeout,
+            **kwargs,
+        )
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # aiohttp makes the application's server itself, with no say in the protocol class:
+        # it stays as made, but for the protocol it makes per connection. The tests of the
+        # head timeout (test_e2e_bad_input.py) say whether a new aiohttp still allows it.
+        server.__class__ = _Server
+        return server
+
+
+@web.middleware
+async def heads(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Tells the connection when a request's head has arrived and when it is answered."""
+    connection = request.protocol
+    if not isinstance(connection, Connection):
+        return await handler(request)
+    connection.request_started()
+    try:
+        return await handler(request)
+    finally:
+        connection.request_done()
