@@ -100,6 +100,9 @@ class SchedulerConfig:
     strategy: str = "round-robin"
     # Nodes a create is tried on when nodes fail it (a daemon's refusal is final).
     max_attempts: int = 3
+    # Seconds a node stays down before its containers that ask for it (`-e
+    # reschedule:on-node-failure`) are made again on another node.
+    reschedule_grace: float = 60.0
     # Classic Swarm's filters, in the order they judge the nodes; `health` is required.
     filters: list[str] = field(
         default_factory=lambda: ["health", "constraint", "affinity", "port", "dependency"]
@@ -182,6 +185,7 @@ _FLOAT_KEYS = {
     ("server", "idle_timeout"),
     ("server", "shutdown_timeout"),
     ("storage", "reconcile_interval"),
+    ("scheduler", "reschedule_grace"),
     ("health", "node_timeout"),
     ("health", "interval"),
     ("health", "timeout"),

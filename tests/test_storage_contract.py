@@ -954,3 +954,17 @@ async def test_volume_and_counter_keys_are_under_the_prefix(
 
     await redis_storage.remove_volume("data", "node-1")
     assert set(admin.scan_iter(match=f"{key_prefix}*")) == {f"{key_prefix}counter:rr"}
+
+
+async def test_reschedulables_are_stored_listed_and_removed(storage: Storage) -> None:
+    assert await storage.retrieve_reschedulables() == {}
+    await storage.store_reschedulable("a" * 64, '{"node": "tcp://n1"}')
+    await storage.store_reschedulable("b" * 64, '{"node": "tcp://n2"}')
+    await storage.store_reschedulable("a" * 64, '{"node": "tcp://n3"}')
+    assert await storage.retrieve_reschedulables() == {
+        "a" * 64: '{"node": "tcp://n3"}',
+        "b" * 64: '{"node": "tcp://n2"}',
+    }
+    await storage.remove_reschedulable("a" * 64)
+    await storage.remove_reschedulable("c" * 64)
+    assert list(await storage.retrieve_reschedulables()) == ["b" * 64]

@@ -34,6 +34,7 @@ from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.placement import Placing
 from swarmproxy.cluster.reconcile import Reconciliation
 from swarmproxy.cluster.registry import NodeRegistry
+from swarmproxy.cluster.rescheduling import Rescheduling
 from swarmproxy.cluster.volumes import VolumeOperations
 from swarmproxy.cluster.watch import NodeWatcher, refresh_load
 from swarmproxy.config import Config, HealthConfig, ImagesConfig
@@ -115,6 +116,7 @@ class Cluster(
     ContainerCreation,
     ContainerOperations,
     Reconciliation,
+    Rescheduling,
 ):
     def __init__(
         self,
@@ -128,6 +130,7 @@ class Cluster(
         filters: Sequence[Filter] | None = None,
         *,
         reconcile_interval: float = 60.0,
+        reschedule_grace: float = 60.0,
     ) -> None:
         self.nodes: list[Node] = []
         self._by_address: dict[str, Node] = {}
@@ -148,6 +151,7 @@ class Cluster(
         self._started = False
         self._monitor: asyncio.Task[None] | None = None
         self.reconcile_interval = reconcile_interval
+        self.reschedule_grace = reschedule_grace
         self._reconciler: asyncio.Task[None] | None = None
         for node in nodes:
             self._add_node(node)
@@ -178,6 +182,7 @@ class Cluster(
             config.scheduler.max_attempts,
             make_filters(config.scheduler.filters),
             reconcile_interval=config.storage.reconcile_interval,
+            reschedule_grace=config.scheduler.reschedule_grace,
         )
         for event in EVENTS:
             for spec in getattr(config.hooks, event):
@@ -344,6 +349,10 @@ class Cluster(
             await asyncio.sleep(self.health_config.interval)
             await self.refresh_health()
             await self.check_nodes()
+            try:
+                await self.reschedule_lost()
+            except (DockerError, StorageError) as e:
+                log_event(log, logging.WARNING, "rescheduling postponed", error=str(e))
 
     async def check_nodes(self) -> None:
         results = await asyncio.gather(
@@ -747,6 +756,7 @@ class Cluster(
 
     async def forget_container(self, container_id: str) -> None:
         await self.storage.remove_container(container_id)
+        await self.storage.remove_reschedulable(container_id)
 
     async def forget_containers(self, container_ids: Sequence[str]) -> None:
         await asyncio.gather(*(self.storage.remove_container(cid) for cid in container_ids))

@@ -21,6 +21,7 @@ from swarmproxy.cluster import references
 from swarmproxy.cluster.image_transfer import finish
 from swarmproxy.cluster.images import Params, node_path
 from swarmproxy.cluster.parts import ClusterParts
+from swarmproxy.cluster.rescheduling import extract_reschedule
 from swarmproxy.errors import BadRequest, DockerError, NodeUnavailable, naming_nodes, node_message
 from swarmproxy.log import log_event
 from swarmproxy.scheduler import SchedulingRequest
@@ -105,10 +106,12 @@ class ContainerCreation(ClusterParts):
         daemon's status and message."""
         if name:
             check_name(name)
-        sent, constraints, affinities = extract_placement(_container_config(config))
+        given = _container_config(config)
+        placed, constraints, affinities = extract_placement(given)
+        sent, reschedulable = extract_reschedule(placed)
         request = SchedulingRequest(name, sent, scheduler_options, constraints, affinities)
-        # A client's bytes go as they came unless placement expressions were taken out.
-        rewritten = isinstance(config, bytes) and (constraints or affinities)
+        # A client's bytes go as they came unless expressions were taken out of them.
+        rewritten = isinstance(config, bytes) and sent != given
         body = config if isinstance(config, bytes) and not rewritten else json.dumps(sent).encode()
         query: Params = [*([("name", name)] if name else []), *params]
         path = node_path(api_version, "/containers/create", query)
@@ -160,6 +163,8 @@ class ContainerCreation(ClusterParts):
             raise
         # Counted at once: the next placement must see it, before the node's event does.
         node.load.created(created.id, reservation_of(sent))
+        if reschedulable and not self.dry:
+            await shielded(self.remember_plan(created.id, node, name, sent))
         return created
 
     async def _image_for(

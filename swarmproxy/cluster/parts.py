@@ -9,12 +9,13 @@ implementation that comes later in that order.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from swarmproxy.cluster.broadcast import Broadcast
     from swarmproxy.cluster.core import NameClaim
+    from swarmproxy.cluster.creation import CreatedContainer
     from swarmproxy.cluster.healing import NodeHealing
     from swarmproxy.cluster.hooks import Hooks
     from swarmproxy.cluster.images import Params
@@ -90,6 +91,20 @@ class ClusterParts(abc.ABC):
 
     @abc.abstractmethod
     async def adopt_container(self, container_id: str, node: Node, name: str) -> None: ...
+
+    # --- ContainerCreation's and ContainerOperations' ---------------------------------
+    @abc.abstractmethod
+    async def create_container(
+        self, config: Mapping[str, Any] | bytes, name: str = ""
+    ) -> CreatedContainer: ...
+
+    @abc.abstractmethod
+    async def start_container(self, ref: str) -> None: ...
+
+    @abc.abstractmethod
+    async def remember_plan(
+        self, container_id: str, node: Node, name: str, config: dict[str, Any]
+    ) -> None: ...
 
     @abc.abstractmethod
     async def index_name(self, container_id: str, node: Node, name: str) -> None: ...

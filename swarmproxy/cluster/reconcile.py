@@ -82,6 +82,7 @@ class Reconciliation(ClusterParts):
         for record in indexed:
             if record.id not in present:
                 await self.storage.remove_container(record.id)
+                await self.storage.remove_reschedulable(record.id)
                 done.dropped += 1
         known = {record.id: record for record in indexed}
         for container_id, name in present.items():

@@ -73,6 +73,7 @@ class NodeWatcher:
         if container_id and action == "destroy":
             load.removed(container_id)
             await self.storage.remove_container(container_id)
+            await self.storage.remove_reschedulable(container_id)
         elif container_id and action == "create":
             # Made behind the proxy's back (the proxy's own creates are counted already):
             # what it reserves is read once.

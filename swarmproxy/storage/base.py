@@ -214,6 +214,18 @@ class Storage(abc.ABC):
     async def counter(self, key: str) -> int:
         """The counter's value, unchanged; 0 for one never incremented."""
 
+    # --- rescheduling -----------------------------------------------------------
+    # Containers to make again elsewhere when their node stays down, each with its plan
+    # (a JSON text the cluster writes and reads; storage does not look inside).
+    @abc.abstractmethod
+    async def store_reschedulable(self, container_id: str, plan: str) -> None: ...
+
+    @abc.abstractmethod
+    async def retrieve_reschedulables(self) -> dict[str, str]: ...
+
+    @abc.abstractmethod
+    async def remove_reschedulable(self, container_id: str) -> None: ...
+
     # --- lifecycle --------------------------------------------------------------
     async def ping(self) -> None:
         """Raise StorageError if the backend cannot be reached."""

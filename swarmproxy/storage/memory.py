@@ -43,6 +43,7 @@ class MemoryStorage(Storage):
         # Monotonic deadlines: the wall-clock `locked_until` on the node is for display
         # only, a clock step must not release or prolong a lock.
         self._locks: dict[str, float] = {}
+        self._reschedulables: dict[str, str] = {}
         self._volumes: dict[str, set[str]] = {}
         self._counters: dict[str, int] = {}
 
@@ -281,6 +282,16 @@ class MemoryStorage(Storage):
 
     async def counter(self, key: str) -> int:
         return self._counters.get(key, 0)
+
+    # --- rescheduling -----------------------------------------------------------
+    async def store_reschedulable(self, container_id: str, plan: str) -> None:
+        self._reschedulables[container_id] = plan
+
+    async def retrieve_reschedulables(self) -> dict[str, str]:
+        return dict(self._reschedulables)
+
+    async def remove_reschedulable(self, container_id: str) -> None:
+        self._reschedulables.pop(container_id, None)
 
 
 def _fall_back_to_history(image: ImageRecord) -> None:

@@ -32,6 +32,7 @@ Key layout, all under the configurable prefix P:
     P volumes                       set of volume names
     P volume-nodes:<name>           set of the addresses of the nodes holding one so named
     P counter:<key>                 string: an integer, changed only by INCR
+    P reschedulable                 hash: container ID -> its rescheduling plan (JSON)
 
 Multi-key changes, and reads that must see several keys at one instant, run as Lua
 scripts (one round trip, atomic), never as MULTI, which redis-py's async cluster client
@@ -653,6 +654,19 @@ class RedisStorage(Storage):
         with self._guard():
             value = await self._client.get(self._key("counter:", key))
         return 0 if value is None else int(value)
+
+    # --- rescheduling -----------------------------------------------------------
+    async def store_reschedulable(self, container_id: str, plan: str) -> None:
+        with self._guard():
+            await self._client.hset(self._key("reschedulable"), container_id, plan)
+
+    async def retrieve_reschedulables(self) -> dict[str, str]:
+        with self._guard():
+            return _text_map(await self._client.hgetall(self._key("reschedulable")))
+
+    async def remove_reschedulable(self, container_id: str) -> None:
+        with self._guard():
+            await self._client.hdel(self._key("reschedulable"), container_id)
 
     # --- lifecycle --------------------------------------------------------------
     async def ping(self) -> None:

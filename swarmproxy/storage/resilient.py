@@ -279,6 +279,17 @@ class ResilientStorage(Storage):
     async def counter(self, key: str) -> int:
         return await self._or(lambda: self.inner.counter(key), lambda: self._counters.get(key, 0))
 
+    # --- rescheduling: decided with the shared store only -------------------------
+    async def store_reschedulable(self, container_id: str, plan: str) -> None:
+        await self._or(lambda: self.inner.store_reschedulable(container_id, plan), lambda: None)
+
+    async def retrieve_reschedulables(self) -> dict[str, str]:
+        return await self._needs_backend(lambda: self.inner.retrieve_reschedulables())
+
+    async def remove_reschedulable(self, container_id: str) -> None:
+        # A removed container's plan: dropped again by the next reconciliation if need be.
+        await self._or(lambda: self.inner.remove_reschedulable(container_id), lambda: None)
+
     # --- lifecycle --------------------------------------------------------------
     async def ping(self) -> None:
         await self.inner.ping()
