@@ -3,7 +3,6 @@ storage wiped clean, and a proxy killed in the middle of creates."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import pathlib
 import random
@@ -11,7 +10,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,8 @@ import redis
 
 from swarmproxy.cluster import Cluster
 from swarmproxy.local_nodes import DockerNode
-from swarmproxy.storage import ContainerRecord, open_storage
+from swarmproxy.storage import ContainerRecord
+from tests.rig.index import index_names, wait_for
 from tests.rig.library import library_cluster
 from tests.rig.proxy import Proxy
 from tests.rig.redis import RedisServer
@@ -27,13 +27,6 @@ from tests.rig.redis import RedisServer
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 BOGUS = "f" * 64
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -98,19 +91,6 @@ async def test_an_exec_unknown_to_the_index_is_found_on_its_node(
     found, node = await library.locate_exec(exec_id)
     assert (found, node.name) == (container, nodes[1].name)
     assert await library.storage.retrieve_exec(exec_id) == container
-
-
-def index_names(url: str, prefix: str, names: list[str]) -> dict[str, str | None]:
-    """What the proxy's Redis index says of each name, read as the proxy reads it."""
-
-    async def read() -> dict[str, str | None]:
-        storage = open_storage(url, prefix)
-        try:
-            return {name: await storage.retrieve_name(name) for name in names}
-        finally:
-            await storage.close()
-
-    return asyncio.run(read())
 
 
 def test_a_wiped_redis_loses_nothing(

@@ -111,11 +111,13 @@ class Proxy:
         node_tls: Mapping[str, Mapping[str, str]] | None = None,
         server_toml: str = "",
         open_files: int | None = None,
+        storage_toml: str = "",
     ) -> Proxy:
         """`tls` puts the TCP listener behind TLS; `node_tls` gives, by node name, TLS keys
         for [[nodes]] other than those of the node's own DaemonTLS (see node_table).
-        `server_toml` adds keys to [server]; `open_files` raises the process's limit of open
-        files (RLIMIT_NOFILE) to at least that, for tests that hold many connections."""
+        `server_toml` adds keys to [server], `storage_toml` to [storage]; `open_files`
+        raises the process's limit of open files (RLIMIT_NOFILE) to at least that, for tests
+        that hold many connections."""
         workdir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         node_tables = "".join(
@@ -129,7 +131,7 @@ class Proxy:
         config.write_text(
             f'[server]\nlisten = {json.dumps(listen)}\nname = "rig-proxy"\n{server_toml}\n'
             f'[admin]\nlisten = ["tcp://127.0.0.1:{admin_port}"]\ntoken = "{ADMIN_TOKEN}"\n\n'
-            f'[storage]\nurl = "{storage_url}"\nprefix = "{prefix}"\n\n'
+            f'[storage]\nurl = "{storage_url}"\nprefix = "{prefix}"\n{storage_toml}\n'
             f"{tls.toml() if tls else ''}"
             f"[health]\ninterval = 1.0\n\n{extra_toml}\n{node_tables}"
         )
