@@ -33,7 +33,7 @@ from swarmproxy.cluster.networks import NetworkOperations
 from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.placement import Placing
 from swarmproxy.cluster.reconcile import Reconciliation
-from swarmproxy.cluster.registry import NodeRegistry
+from swarmproxy.cluster.registry import NodeRegistry, record_of
 from swarmproxy.cluster.rescheduling import Rescheduling
 from swarmproxy.cluster.volumes import VolumeOperations
 from swarmproxy.cluster.watch import NodeWatcher, refresh_load
@@ -58,7 +58,6 @@ from swarmproxy.storage import (
     AmbiguousPrefix,
     ContainerRecord,
     MemoryStorage,
-    NodeRecord,
     Storage,
     StorageError,
     open_storage,
@@ -230,16 +229,9 @@ class Cluster(
         process serves is registered again as it knows it, and the index is rebuilt from
         the nodes at once."""
         for node in self.nodes:
-            record = NodeRecord(
-                address=node.address,
-                name=node.name,
-                metadata=dict(node.labels),
-                creation_status=node.creation_status,
-                tls=node.tls.pems() if node.tls is not None else {},
-            )
             # ValueError: another replica restored it first.
             with contextlib.suppress(ValueError):
-                await self.storage.store_node(record)
+                await self.storage.store_node(record_of(node))
         await self.storage.increment(REGISTRY)
         log_event(log, logging.WARNING, "storage found empty: node registry restored")
         self._in_background(self._reconcile_once())
@@ -248,12 +240,7 @@ class Cluster(
         """Register a node given at construction (from the config) that storage does not
         know yet, through the `before_node_register` hooks like any other: one they refuse
         is not served."""
-        record = NodeRecord(
-            address=node.address,
-            name=node.name,
-            metadata=dict(node.labels),
-            tls=node.tls.pems() if node.tls is not None else {},
-        )
+        record = record_of(node)
         try:
             await self.hooks.run("before_node_register", record)
         except HookRefused as e:

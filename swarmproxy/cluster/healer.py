@@ -8,9 +8,9 @@ failed once is back soon.
 
 from __future__ import annotations
 
-import importlib
 from typing import Protocol
 
+from swarmproxy import imports
 from swarmproxy.storage import NodeRecord
 
 
@@ -37,14 +37,7 @@ def load_healer(spec: str) -> Healer:
     """`package.module:Class`, instantiated with no arguments; "" is the default healer."""
     if not spec:
         return BackoffHealer()
-    module_name, _, class_name = spec.partition(":")
-    if not module_name or not class_name:
-        raise ValueError(f"healer {spec!r} is not package.module:Class")
-    try:
-        factory = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"healer {spec!r} cannot be loaded: {e}") from None
-    healer: Healer = factory()
+    healer: Healer = imports.load(spec, "healer", "package.module:Class")()
     if not callable(getattr(healer, "handle_error", None)):
         raise ValueError(f"healer {spec!r} has no handle_error(node)")
     return healer

@@ -11,11 +11,11 @@ the config (`[hooks] before_container_create = ["package.module:function"]`).
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
+from swarmproxy import imports
 from swarmproxy.errors import Conflict
 
 EVENTS = ("before_container_create", "before_node_register", "before_node_unregister")
@@ -31,13 +31,7 @@ class HookRefused(Conflict):
 
 def load_hook(spec: str) -> Hook:
     """`package.module:function`."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"hook {spec!r} is not package.module:function")
-    try:
-        hook = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"hook {spec!r} cannot be loaded: {e}") from None
+    hook = imports.load(spec, "hook", "package.module:function")
     if not callable(hook):
         raise ValueError(f"hook {spec!r} is not callable")
     return hook  # type: ignore[no-any-return]

@@ -170,6 +170,17 @@ class NodeRegistry(ClusterParts):
             node.generation += 1
 
 
+def record_of(node: Node) -> NodeRecord:
+    """A served node's record as this process knows it (TLS as PEM text), health aside."""
+    return NodeRecord(
+        address=node.address,
+        name=node.name,
+        metadata=dict(node.labels),
+        creation_status=node.creation_status,
+        tls=node.tls.pems() if node.tls is not None else {},
+    )
+
+
 def node_of(record: NodeRecord, client_class: type[NodeClient] = NodeClient) -> Node:
     """The node a record describes, TLS included."""
     node = Node(

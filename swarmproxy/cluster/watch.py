@@ -79,16 +79,13 @@ class NodeWatcher:
             # what it reserves is read once.
             load.created(
                 container_id,
-                None if load.knows(container_id) else await self._reserved(container_id),
+                None if load.knows(container_id) else await reserved_by(self.node, container_id),
             )
         elif container_id and action == "start":
             load.started(container_id)
         elif container_id and action == "die":
             load.stopped(container_id)
         self.since = event.get("timeNano", 0) / 1e9 or self.since
-
-    async def _reserved(self, container_id: str) -> Reservation | None:
-        return await reserved_by(self.node, container_id)
 
 
 async def reserved_by(node: Node, container_id: str) -> Reservation | None:

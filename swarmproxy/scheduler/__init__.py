@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-
+from swarmproxy import imports
 from swarmproxy.scheduler.base import Scheduler, SchedulingRequest
 from swarmproxy.scheduler.binpack import Binpack
 from swarmproxy.scheduler.random_choice import Random
@@ -31,11 +30,7 @@ def make_scheduler(strategy: str, storage: Storage | None = None) -> Scheduler:
 
 
 def _custom(spec: str) -> type[Scheduler]:
-    module_name, _, attribute = spec.partition(":")
-    try:
-        found = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise ValueError(f"strategy {spec!r} cannot be loaded: {e}") from None
+    found = imports.load(spec, "strategy", "package.module:Class")
     if not isinstance(found, type) or not issubclass(found, Scheduler):
         raise ValueError(f"strategy {spec!r} is not a swarmproxy.scheduler.Scheduler subclass")
     return found
