@@ -11,6 +11,7 @@ import pytest
 from swarmproxy.local_nodes import DockerNode
 from tests.rig.proxy import Proxy
 from tests.rig.redis import RedisServer
+from tests.rig.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -22,13 +23,6 @@ def rows(proxy: Proxy, *args: str) -> dict[str, list[str]]:
     lines = proxy.node_cli("ls", *args).stdout.splitlines()
     assert lines[0].split()[:3] == ["NAME", "ADDRESS", "STATUS"]
     return {line.split()[0]: line.split() for line in lines[1:]}
-
-
-def wait_for(predicate: object, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -109,7 +103,7 @@ def test_replicas_share_the_registry(
     first.node_cli("add", nodes[2].tcp_address, "--name", "late", "--label", "zone=c")
     wait_for(lambda: rows(first)["late"][2] == "ready", 3)
     # The other replica takes it from the shared registry at its next round.
-    wait_for(lambda: rows(second).get("late", ["", "", ""])[2] == "ready")
+    wait_for(lambda: rows(second).get("late", ["", "", ""])[2] == "ready", 10)
     for _ in range(3):
         placed = second.docker("create", "busybox", "true").stdout.strip()
         if placed in nodes[2].container_ids():
@@ -118,11 +112,11 @@ def test_replicas_share_the_registry(
         pytest.fail("the second replica never placed a container on the node the first added")
 
     second.node_cli("drain", "node-1")
-    wait_for(lambda: rows(first)["node-1"][2:4] == ["ready,", "drained"])
+    wait_for(lambda: rows(first)["node-1"][2:4] == ["ready,", "drained"], 10)
     refused = first.node_cli("rm", "nosuch", check=False)
     assert refused.returncode == 1 and "no node 'nosuch'" in refused.stderr
     first.node_cli("rm", "late")
-    wait_for(lambda: "late" not in rows(second))
+    wait_for(lambda: "late" not in rows(second), 10)
 
 
 def test_a_node_in_the_making_takes_containers_once_created(
@@ -132,7 +126,7 @@ def test_a_node_in_the_making_takes_containers_once_created(
     making it) is served but takes no containers; `error` neither; `created` does."""
     first, second = replicas
     first.node_cli("add", nodes[2].tcp_address, "--name", "fresh", "--creation-status", "pending")
-    wait_for(lambda: rows(second).get("fresh", [""] * 4)[2:4] == ["ready,", "pending"])
+    wait_for(lambda: rows(second).get("fresh", [""] * 4)[2:4] == ["ready,", "pending"], 10)
     for _ in range(4):
         placed = second.docker("create", "busybox", "true").stdout.strip()
         assert placed not in nodes[2].container_ids()
@@ -144,7 +138,7 @@ def test_a_node_in_the_making_takes_containers_once_created(
     assert status == 400 and "invalid creation status" in answer["message"]
 
     first.node_cli("update", "fresh", "--creation-status", "created")
-    wait_for(lambda: rows(second)["fresh"][2] == "ready")
+    wait_for(lambda: rows(second)["fresh"][2] == "ready", 10)
     for _ in range(3):
         placed = second.docker("create", "busybox", "true").stdout.strip()
         if placed in nodes[2].container_ids():

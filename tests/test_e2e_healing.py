@@ -17,6 +17,7 @@ import pytest
 from swarmproxy.local_nodes import DockerNode, start_nodes, stop_nodes
 from tests.rig.proxy import Proxy
 from tests.rig.redis import RedisServer
+from tests.rig.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -30,15 +31,6 @@ def status_of(proxy: Proxy, node: DockerNode) -> str:
         next(line for line in info if line.strip() == f"{node.name}: {node.tcp_address}")
     )
     return next(line for line in info[at:] if "└ Status:" in line).split(": ", 1)[1]
-
-
-def wait_for(predicate: object, timeout: float) -> float:
-    """Seconds until `predicate()` held; fails the test past `timeout`."""
-    started = time.monotonic()
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() - started < timeout, "not within the time allowed"
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 def container_on(proxy: Proxy, node: DockerNode) -> str:
@@ -97,19 +89,25 @@ def test_a_hung_node_is_disabled_skipped_and_back_when_it_answers(
         on_frozen = container_on(first, frozen_node)
 
         os.kill(frozen_node.pid, signal.SIGSTOP)
-        took = wait_for(lambda: status_of(first, frozen_node) == "temporarily disabled", 10)
+        took = wait_for(
+            lambda: status_of(first, frozen_node) == "temporarily disabled", 10, interval=0.1
+        )
         # Seen within one round of pings plus the ping's timeout (and a little slack).
         assert took <= INTERVAL + TIMEOUT + 1.5
         # The other replica reads the same status from the shared store.
-        wait_for(lambda: status_of(second, frozen_node) == "temporarily disabled", INTERVAL + 1)
+        wait_for(
+            lambda: status_of(second, frozen_node) == "temporarily disabled",
+            INTERVAL + 1,
+            interval=0.1,
+        )
 
         for proxy in replicas:
             error = refused_at_once(proxy, nodes[0], on_frozen)
             assert f"node frozen ({frozen_node.tcp_address}) is temporarily disabled" in error
 
         os.kill(frozen_node.pid, signal.SIGCONT)
-        wait_for(lambda: status_of(first, frozen_node) == "ready", 30)
-        wait_for(lambda: status_of(second, frozen_node) == "ready", INTERVAL + 2)
+        wait_for(lambda: status_of(first, frozen_node) == "ready", 30, interval=0.1)
+        wait_for(lambda: status_of(second, frozen_node) == "ready", INTERVAL + 2, interval=0.1)
         assert second.docker("logs", on_frozen).stdout == "hi\n"
         inspected = json.loads(first.docker("inspect", on_frozen).stdout)
         assert inspected[0]["Node"]["Name"] == "frozen"
@@ -127,14 +125,14 @@ def test_a_killed_daemon_is_disabled_and_back_when_restarted(
         on_crashing = container_on(proxy, crashing_node)
 
         crashing_node.crash()
-        took = wait_for(lambda: status_of(proxy, crashing_node) != "ready", 10)
+        took = wait_for(lambda: status_of(proxy, crashing_node) != "ready", 10, interval=0.1)
         assert took <= INTERVAL + TIMEOUT + 1.5
-        wait_for(lambda: status_of(proxy, crashing_node) == "temporarily disabled", 5)
+        wait_for(lambda: status_of(proxy, crashing_node) == "temporarily disabled", 5, interval=0.1)
         error = refused_at_once(proxy, nodes[0], on_crashing)
         assert f"node crashing ({crashing_node.tcp_address})" in error
 
         crashing_node.relaunch()
-        wait_for(lambda: status_of(proxy, crashing_node) == "ready", 30)
+        wait_for(lambda: status_of(proxy, crashing_node) == "ready", 30, interval=0.1)
         assert proxy.docker("logs", on_crashing).stdout == "hi\n"
         proxy.docker("start", on_crashing)  # a no-op if the restarted daemon kept it running
         assert proxy.docker("exec", on_crashing, "echo", "back").stdout == "back\n"

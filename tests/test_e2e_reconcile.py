@@ -19,10 +19,11 @@ import redis
 from swarmproxy.cluster import Cluster
 from swarmproxy.local_nodes import DockerNode
 from swarmproxy.storage import ContainerRecord
-from tests.rig.index import index_names, wait_for
+from tests.rig.index import index_names
 from tests.rig.library import library_cluster
 from tests.rig.proxy import Proxy
 from tests.rig.redis import RedisServer
+from tests.rig.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -111,9 +112,9 @@ def test_a_wiped_redis_loses_nothing(
             inspected = json.loads(proxy.docker("inspect", name).stdout)[0]
             assert inspected["Id"] == container_id
             assert proxy.docker("inspect", container_id[:12]).returncode == 0
-        wait_for(lambda: " Nodes: 3" in proxy.docker("info").stdout)
+        wait_for(lambda: " Nodes: 3" in proxy.docker("info").stdout, 20)
         # The index is whole again: every container, with its name.
-        wait_for(lambda: index_names(redis_server.url, prefix, list(made)) == made)
+        wait_for(lambda: index_names(redis_server.url, prefix, list(made)) == made, 20)
         listed = proxy.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
         assert sorted(n for n in listed if n.startswith("wiped-")) == sorted(made)
     finally:
@@ -167,7 +168,7 @@ def test_a_proxy_killed_during_named_creates_loses_nothing(
             for ref in (name, container_id, container_id[:12]):
                 inspected = json.loads(proxy.docker("inspect", ref).stdout)[0]
                 assert inspected["Id"] == container_id, ref
-        wait_for(lambda: index_names(redis_server.url, prefix, list(on_nodes)) == on_nodes)
+        wait_for(lambda: index_names(redis_server.url, prefix, list(on_nodes)) == on_nodes, 20)
     finally:
         proxy.stop()
         for node in nodes:

@@ -5,22 +5,14 @@ is removed when that node comes back. One that does not ask stays where it was."
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 
 import pytest
 
 from swarmproxy.local_nodes import DockerNode
 from tests.rig.proxy import Proxy
+from tests.rig.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.3)
 
 
 def test_a_container_asking_for_it_is_rescheduled_and_its_duplicate_removed(
@@ -61,7 +53,7 @@ def test_a_container_asking_for_it_is_rescheduled_and_its_duplicate_removed(
         assert labels["com.docker.swarm.reschedule-policies"] == '["on-node-failure"]'
 
         crashing_node.crash()
-        wait_for(lambda: where("svc")[1] == nodes[0].name)
+        wait_for(lambda: where("svc")[1] == nodes[0].name, 30, interval=0.3)
         second, _ = where("svc")
         assert second != first
         state = json.loads(proxy.docker("inspect", "svc").stdout)[0]["State"]
@@ -70,7 +62,7 @@ def test_a_container_asking_for_it_is_rescheduled_and_its_duplicate_removed(
         assert proxy.docker("inspect", "plain", check=False).returncode != 0
 
         crashing_node.relaunch()
-        wait_for(lambda: first not in crashing_node.container_ids())
+        wait_for(lambda: first not in crashing_node.container_ids(), 30, interval=0.3)
         assert where("svc") == (second, nodes[0].name)
         assert "plain" in crashing_node.docker("ps", "-a", "--format", "{{.Names}}").stdout
     finally:

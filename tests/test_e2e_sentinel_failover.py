@@ -12,9 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from swarmproxy.local_nodes import DockerNode
-from tests.rig.index import index_names, wait_for
+from tests.rig.index import index_names
 from tests.rig.proxy import Proxy
 from tests.rig.redis_ha import SentinelRig, missing_programs, running
+from tests.rig.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -5,41 +5,21 @@ complete again."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from swarmproxy.local_nodes import DockerNode
-from swarmproxy.storage import open_storage
+from tests.rig.index import indexed
 from tests.rig.proxy import Proxy
 from tests.rig.redis import RedisServer
+from tests.rig.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 HEALTH = "/swarmproxy/v1/health"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.2)
-
-
-def indexed(url: str, prefix: str, container_ids: list[str]) -> bool:
-    """Whether the Redis index knows every one of the containers, read as the proxy does."""
-
-    async def read() -> bool:
-        storage = open_storage(url, prefix)
-        try:
-            return all([await storage.retrieve_container(c) is not None for c in container_ids])
-        finally:
-            await storage.close()
-
-    return asyncio.run(read())
 
 
 @pytest.fixture
@@ -95,10 +75,10 @@ def test_the_proxy_serves_through_a_redis_outage(
         proxy.docker("run", "--rm", "busybox", "true")
 
         own_redis.append(server.restart())
-        wait_for(lambda: proxy.admin("GET", HEALTH)[0] == 200)
+        wait_for(lambda: proxy.admin("GET", HEALTH)[0] == 200, 20)
         # Back, but empty: the registry and the index are made again from the nodes.
         everything = [*named.values(), unnamed]
-        wait_for(lambda: indexed(server.url, prefix, everything))
+        wait_for(lambda: indexed(server.url, prefix, everything), 20)
         assert " Nodes: 3" in proxy.docker("info").stdout
         proxy.docker("create", "--name", "after", "busybox", "true")
     finally:

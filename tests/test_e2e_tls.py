@@ -8,7 +8,7 @@ import pathlib
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -17,6 +17,7 @@ from swarmproxy.local_nodes import DaemonTLS, DockerNode, run_docker, start_node
 from tests.rig.certs import Authority, Issued, docker_cert_path
 from tests.rig.proxy import ListenerTLS, Proxy
 from tests.rig.redis import RedisServer
+from tests.rig.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -278,11 +279,11 @@ def test_a_tls_node_added_through_the_admin_api_serves_every_replica(
         )
         # Only the TLS node takes new containers.
         second.node_cli("drain", nodes[0].name)
-        wait_for(lambda: "late-tls: " in second.docker("info").stdout)
+        wait_for(lambda: "late-tls: " in second.docker("info").stdout, 15)
         listed = second.admin("GET", "/swarmproxy/v1/nodes/late-tls")[1]
         assert listed["TLS"] is True
         assert "BEGIN" not in json.dumps(listed)  # the key never leaves the proxy
-        wait_for(lambda: listed_status(second, "late-tls") == "ready")
+        wait_for(lambda: listed_status(second, "late-tls") == "ready", 15)
         echoed = second.docker("run", "--rm", "busybox", "echo", "over tls")
         assert echoed.stdout == "over tls\n"
         container = second.docker("run", "-d", "busybox", "sleep", "300").stdout.strip()
@@ -306,10 +307,3 @@ def test_a_node_add_with_a_bad_pem_is_refused(mutual: Proxy, tls_node: DockerNod
 
 def listed_status(proxy: Proxy, name: str) -> str:
     return str(proxy.admin("GET", f"/swarmproxy/v1/nodes/{name}")[1]["Status"])
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.2)

@@ -3,27 +3,40 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from swarmproxy.storage import open_storage
+from swarmproxy.storage import Storage, open_storage
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.2)
+T = TypeVar("T")
 
 
-def index_names(url: str, prefix: str, names: list[str]) -> dict[str, str | None]:
-    """What the proxy's Redis index says of each name, read as the proxy reads it."""
+def _read(url: str, prefix: str, read: Callable[[Storage], Awaitable[T]]) -> T:
+    """`read` the index at `url` and `prefix` as the proxy reads it."""
 
-    async def read() -> dict[str, str | None]:
+    async def opened() -> T:
         storage = open_storage(url, prefix)
         try:
-            return {name: await storage.retrieve_name(name) for name in names}
+            return await read(storage)
         finally:
             await storage.close()
 
-    return asyncio.run(read())
+    return asyncio.run(opened())
+
+
+def index_names(url: str, prefix: str, names: list[str]) -> dict[str, str | None]:
+    """What the index says of each name."""
+
+    async def read(storage: Storage) -> dict[str, str | None]:
+        return {name: await storage.retrieve_name(name) for name in names}
+
+    return _read(url, prefix, read)
+
+
+def indexed(url: str, prefix: str, container_ids: list[str]) -> bool:
+    """Whether the index knows every one of the containers."""
+
+    async def read(storage: Storage) -> bool:
+        return all([await storage.retrieve_container(c) is not None for c in container_ids])
+
+    return _read(url, prefix, read)
