@@ -73,7 +73,7 @@ def test_sentinel_url_with_the_sentinels_own_password_and_tls(
     )
 
     pool = store.client.connection_pool
-    assert pool.connection_class is SentinelManagedSSLConnection
+    assert issubclass(pool.connection_class, SentinelManagedSSLConnection)
     assert (pool.connection_kwargs["username"], pool.connection_kwargs["password"]) == ("app", "pw")
     assert pool.connection_kwargs["db"] == 0
     (sentinel,) = pool.sentinel_manager.sentinels

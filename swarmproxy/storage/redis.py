@@ -63,7 +63,12 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.asyncio.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 from redis.backoff import (
     AbstractBackoff,
     EqualJitterBackoff,
@@ -753,12 +758,33 @@ def _connect_sentinel(url: str) -> _Connection:
     sentinel = Sentinel(parsed.hosts, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
     master = path[0]
     defaults = _client_options(_FAILOVER_RETRIES, EqualJitterBackoff(cap=1.0, base=0.25))
+    defaults["connection_class"] = (
+        _MasterSSLConnection if options.get("ssl") else _MasterConnection
+    )
     client = sentinel.master_for(master, **{**defaults, **options})
     return _Connection(
         client,
         f"sentinel {_hosts(parsed.hosts)}, master {master} (db {db})",
         helpers=tuple(sentinel.sentinels),
     )
+
+
+class _MasterConnection(SentinelManagedConnection):
+    """A connection that asks the sentinels for the master each time it (re)connects.
+
+    redis-py (seen with 8.1) asks them only when the pool hands out a connection: a command
+    retried after the old master refused it (read-only once demoted) reconnects to that
+    same old master, and every retry fails alike.
+    """
+
+    async def _connect(self) -> None:
+        if self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super()._connect()  # type: ignore[no-untyped-call]
+
+
+class _MasterSSLConnection(_MasterConnection, SentinelManagedSSLConnection):
+    pass
 
 
 class _Cluster(RedisCluster):
