@@ -758,9 +758,7 @@ def _connect_sentinel(url: str) -> _Connection:
     sentinel = Sentinel(parsed.hosts, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
     master = path[0]
     defaults = _client_options(_FAILOVER_RETRIES, EqualJitterBackoff(cap=1.0, base=0.25))
-    defaults["connection_class"] = (
-        _MasterSSLConnection if options.get("ssl") else _MasterConnection
-    )
+    defaults["connection_class"] = _MasterSSLConnection if options.get("ssl") else _MasterConnection
     client = sentinel.master_for(master, **{**defaults, **options})
     return _Connection(
         client,
