@@ -29,8 +29,6 @@ class Target:
     id: str
     # The path to send to the node: the version prefix, the full ID, the query string.
     path: str
-    # The container's name as the index knows it.
-    name: str = ""
 
 
 def cluster_of(request: web.Request) -> Cluster:

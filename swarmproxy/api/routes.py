@@ -137,9 +137,9 @@ def _with_target(route: Route) -> Handler:
     if route.via is Via.CONTAINER:
 
         async def for_container(request: web.Request) -> web.StreamResponse:
-            record, node = await cluster_of(request).locate_container(request.match_info["id"])
-            path = upstream_path(request, route.path.format(id=record.id))
-            request[TARGET_KEY] = Target(node, record.id, path, record.name)
+            container_id, node = await cluster_of(request).route_container(request.match_info["id"])
+            path = upstream_path(request, route.path.format(id=container_id))
+            request[TARGET_KEY] = Target(node, container_id, path)
             return await handler(request)
 
         return for_container

@@ -58,8 +58,8 @@ class ContainerOperations(ClusterParts):
     async def _container_call(
         self, ref: str, method: str, action: str, body: Any = None, params: Params = ()
     ) -> Any:
-        record, node = await self.locate_container(ref)
-        return await self._call(node, method, f"/containers/{record.id}{action}", body, params)
+        container_id, node = await self.route_container(ref)
+        return await self._call(node, method, f"/containers/{container_id}{action}", body, params)
 
     # --- containers -------------------------------------------------------------------
     async def list_containers(
@@ -71,8 +71,8 @@ class ContainerOperations(ClusterParts):
         return await merge_containers([(node, body or []) for node, body in per_node], None)
 
     async def inspect_container(self, ref: str) -> dict[str, Any]:
-        record, node = await self.locate_container(ref)
-        inspected = await self._call(node, "GET", f"/containers/{record.id}/json")
+        container_id, node = await self.route_container(ref)
+        inspected = await self._call(node, "GET", f"/containers/{container_id}/json")
         return {"Node": node.describe(), **inspected}
 
     async def start_container(self, ref: str) -> None:
@@ -107,18 +107,21 @@ class ContainerOperations(ClusterParts):
         return answer
 
     async def remove_container(self, ref: str, force: bool = False, volumes: bool = False) -> None:
-        record, node = await self.locate_container(ref)
+        container_id, node = await self.route_container(ref)
         try:
             await self._call(
-                node, "DELETE", f"/containers/{record.id}", params=_options(force=force, v=volumes)
+                node,
+                "DELETE",
+                f"/containers/{container_id}",
+                params=_options(force=force, v=volumes),
             )
         except DockerError as e:
             if e.status != 404:
                 raise
             # Gone already: the index must not keep it either.
-            await self.forget_container(record.id)
+            await self.forget_container(container_id)
             raise
-        await self.forget_container(record.id)
+        await self.forget_container(container_id)
 
     async def remove_containers(self, refs: Sequence[str], force: bool = False) -> None:
         """Each in turn; the first failure stops (the seed's RemoveContainers)."""
@@ -159,8 +162,8 @@ class ContainerOperations(ClusterParts):
         self, ref: str, path: str, tar: bytes | AsyncIterable[bytes], **options: bool
     ) -> None:
         """Unpack `tar` at `path` in the container (`noOverwriteDirNonDir`, `copyUIDGID`)."""
-        record, node = await self.locate_container(ref)
-        query = node_path("", f"/containers/{record.id}/archive", _options(path=path, **options))
+        container_id, node = await self.route_container(ref)
+        query = node_path("", f"/containers/{container_id}/archive", _options(path=path, **options))
         headers = {"Content-Type": "application/x-tar"}
         async with node.client.request("PUT", query, headers=headers, data=tar) as response:
             await _raise_refusal(node, response)
@@ -168,8 +171,8 @@ class ContainerOperations(ClusterParts):
     async def _container_stream(
         self, ref: str, method: str, action: str, params: Params = ()
     ) -> AsyncIterator[bytes]:
-        record, node = await self.locate_container(ref)
-        path = node_path("", f"/containers/{quote(record.id)}{action}", params)
+        container_id, node = await self.route_container(ref)
+        path = node_path("", f"/containers/{quote(container_id)}{action}", params)
         async with node.client.request(method, path) as response:
             await _raise_refusal(node, response)
             async for chunk in chunks(node, response):
@@ -178,10 +181,10 @@ class ContainerOperations(ClusterParts):
     # --- execs ------------------------------------------------------------------------
     async def create_exec(self, ref: str, config: Mapping[str, Any]) -> str:
         """An exec in the container (the Engine API's exec config); its ID, indexed."""
-        record, node = await self.locate_container(ref)
-        answer = await self._call(node, "POST", f"/containers/{record.id}/exec", dict(config))
+        container_id, node = await self.route_container(ref)
+        answer = await self._call(node, "POST", f"/containers/{container_id}/exec", dict(config))
         exec_id = str(answer["Id"])
-        await self.exec_created(exec_id, record.id)
+        await self.exec_created(exec_id, container_id)
         return exec_id
 
     async def start_exec(self, exec_id: str, detach: bool = False) -> bytes:

@@ -35,6 +35,7 @@ from swarmproxy.cluster.placement import Placing
 from swarmproxy.cluster.reconcile import Reconciliation
 from swarmproxy.cluster.registry import NodeRegistry, record_of
 from swarmproxy.cluster.rescheduling import Rescheduling
+from swarmproxy.cluster.route_cache import RouteCache
 from swarmproxy.cluster.volumes import VolumeOperations
 from swarmproxy.cluster.watch import NodeWatcher, refresh_load
 from swarmproxy.config import Config, HealthConfig, ImagesConfig
@@ -133,6 +134,7 @@ class Cluster(
     ) -> None:
         self.nodes: list[Node] = []
         self._by_address: dict[str, Node] = {}
+        self._routes = RouteCache()
         self.storage = storage
         self.scheduler = scheduler
         if getattr(scheduler, "storage", False) is None:
@@ -526,7 +528,22 @@ class Cluster(
         record = await self._lookup_container(ref)
         if record is None:
             record = await self._discover_container(ref)
+        self._routes.keep(record.id, record.node)
         return record, self.node(record.node)
+
+    async def route_container(self, ref: str) -> tuple[str, Node]:
+        """The full ID and node of a container, for a call to it: as `locate_container`,
+        but a full ID is looked up in storage only once in this process."""
+        address = self._routes.get(ref)
+        if address is not None and address in self._by_address:
+            return ref, self.node(address)
+        record, node = await self.locate_container(ref)
+        return record.id, node
+
+    async def container_name(self, container_id: str) -> str:
+        """The container's name as the index knows it now ("" for none)."""
+        record = await self.storage.retrieve_container(container_id)
+        return record.name if record is not None else ""
 
     async def _lookup_container(self, ref: str) -> ContainerRecord | None:
         storage = self.storage
@@ -742,10 +759,13 @@ class Cluster(
             )
 
     async def forget_container(self, container_id: str) -> None:
+        self._routes.drop(container_id)
         await self.storage.remove_container(container_id)
         await self.storage.remove_reschedulable(container_id)
 
     async def forget_containers(self, container_ids: Sequence[str]) -> None:
+        for container_id in container_ids:
+            self._routes.drop(container_id)
         await asyncio.gather(*(self.storage.remove_container(cid) for cid in container_ids))
 
     # --- execs ------------------------------------------------------------------

@@ -87,6 +87,9 @@ class ClusterParts(abc.ABC):
     async def locate_container(self, ref: str) -> tuple[ContainerRecord, Node]: ...
 
     @abc.abstractmethod
+    async def route_container(self, ref: str) -> tuple[str, Node]: ...
+
+    @abc.abstractmethod
     async def locate_exec(self, exec_id: str) -> tuple[str, Node]: ...
 
     @abc.abstractmethod

@@ -120,7 +120,7 @@ async def rename(request: web.Request) -> web.StreamResponse:
     target = target_of(request)
     cluster = cluster_of(request)
     new_name = request.query.get("name", "").removeprefix("/")
-    if not new_name or new_name == target.name:
+    if not new_name or new_name == await cluster.container_name(target.id):
         # The node gives the daemon's own answer to an empty or unchanged name.
         return await forward(request, target.node, target.path)
     check_name(new_name)
