@@ -130,9 +130,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.setup(config.log.level, config.log.format)
         from swarmproxy.api.app import serve
 
-        # SIGHUP reads the file again, with the same flags over it.
-        run(serve(config, reload=lambda: build_config(args)))
-        return 0
+        def reload() -> Config:
+            # SIGHUP reads the file again, with the same flags over it.
+            return build_config(args)
+
+        if config.server.workers == 1:
+            run(serve(config, reload=reload))
+            return 0
+        from swarmproxy.workers import supervise
+
+        unix = [a for a in config.server.listen + config.admin.listen if a.startswith("unix://")]
+        return supervise(
+            config.server.workers,
+            unix,
+            lambda workers: run(serve(config, reload=reload, workers=workers)),
+        )
     if args.command == "node":
         return node_cli.run(args)
     if args.command == "schedule":

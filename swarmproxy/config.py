@@ -75,6 +75,9 @@ class ServerConfig:
     # Seconds requests and streams under way (logs -f, attach, events) may go on after a
     # SIGTERM, with no new connection taken; then they are cut and the proxy exits.
     shutdown_timeout: float = 10.0
+    # Processes serving the same listeners (tcp:// ones through SO_REUSEPORT): one process
+    # runs on one core. More than one needs storage they share (Redis), as replicas do.
+    workers: int = 1
 
 
 @dataclass
@@ -195,6 +198,7 @@ _FLOAT_KEYS = {
 # Whole numbers of at least one.
 _COUNT_KEYS = {
     ("scheduler", "max_attempts"),
+    ("server", "workers"),
     ("server", "max_json_body"),
     ("server", "max_line_size"),
     ("server", "max_field_size"),
@@ -248,6 +252,10 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
     if config.policy.clients and (config.server.tls is None or not config.server.tls.client_ca):
         # Without client certificates no client has a subject: the tables would never apply.
         raise ConfigError("policy.clients", "needs [server.tls] client_ca")
+    if config.server.workers > 1 and config.storage.url.startswith("memory:"):
+        # Each worker would keep an index of its own: names, rotation and routes would
+        # differ from one request to the next.
+        raise ConfigError("server.workers", "more than 1 needs shared storage (a Redis url)")
     return config
 
 

@@ -941,3 +941,13 @@ def test_the_admin_listener_is_asked_for() -> None:
     with pytest.raises(ConfigError) as bad:
         from_dict({"admin": {"listen": ["http://x:1"]}})
     assert bad.value.key == "admin.listen"
+
+
+def test_workers_need_shared_storage() -> None:
+    assert from_dict({}).server.workers == 1
+    shared = {"storage": {"url": "redis://127.0.0.1:6379/0"}}
+    assert from_dict({"server": {"workers": 4}, **shared}).server.workers == 4
+    error = config_error(from_dict, {"server": {"workers": 2}})
+    assert str(error) == "server.workers: more than 1 needs shared storage (a Redis url)"
+    error = config_error(from_dict, {"server": {"workers": 0}, **shared})
+    assert str(error) == "server.workers: must be a whole number, at least 1"

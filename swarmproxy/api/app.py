@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from swarmproxy.cluster import Cluster
 from swarmproxy.config import Config
 from swarmproxy.log import log_event
 from swarmproxy.tls import ServerTLS, server_stream
+from swarmproxy.workers import Workers
 
 log = logging.getLogger("swarmproxy.server")
 
@@ -57,12 +59,18 @@ class TLSSite(web.BaseSite):
     which closes a connection on the client's half-close: a hijacked stream's stdin EOF."""
 
     def __init__(
-        self, runner: web.BaseRunner, host: str, port: int, context: ssl.SSLContext
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        context: ssl.SSLContext,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(runner)
         self._host = host
         self._port = port
         self._context = context
+        self._reuse_port = reuse_port
 
     @property
     def name(self) -> str:
@@ -78,27 +86,53 @@ class TLSSite(web.BaseSite):
             self._host,
             self._port,
             reuse_address=True,
+            reuse_port=self._reuse_port,
         )
 
 
+def bind_unix(address: str) -> socket.socket:
+    """A listening unix socket, bound before workers are forked so that they share it: a
+    unix socket cannot be bound twice, as a tcp:// port is with SO_REUSEPORT."""
+    path = address[len("unix://") :]
+    _remove_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    sock.listen(socket.SOMAXCONN)
+    return sock
+
+
 async def start_listeners(
-    runner: web.AppRunner, addresses: list[str], tls: ServerTLS | None = None
+    runner: web.AppRunner,
+    addresses: list[str],
+    tls: ServerTLS | None = None,
+    workers: Workers | None = None,
 ) -> None:
     """Serves on every address; with `tls`, every tcp:// one speaks TLS (unix sockets stay
-    plain: their file permissions guard them)."""
+    plain: their file permissions guard them). As one of `workers`, a tcp:// port is bound
+    with SO_REUSEPORT beside the other workers, and a unix socket is the one they share."""
     context = None if tls is None else tls.server_context()
+    reuse_port = workers is not None
     for address in addresses:
         site: web.BaseSite
         if address.startswith("unix://"):
-            path = address[len("unix://") :]
-            _remove_stale_socket(path)
-            site = web.UnixSite(runner, path)
+            if workers is not None:
+                site = web.SockSite(runner, workers.unix_sockets[address])
+            else:
+                path = address[len("unix://") :]
+                _remove_stale_socket(path)
+                site = web.UnixSite(runner, path)
         else:
             host, _, port = address[len("tcp://") :].rpartition(":")
             if context is None:
-                site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)
+                site = web.TCPSite(
+                    runner,
+                    host.strip("[]"),
+                    int(port),
+                    reuse_address=True,
+                    reuse_port=reuse_port,
+                )
             else:
-                site = TLSSite(runner, host.strip("[]"), int(port), context)
+                site = TLSSite(runner, host.strip("[]"), int(port), context, reuse_port)
         await site.start()
         log_event(log, logging.INFO, "listening", address=address, tls=_tls_mode(site, tls))
 
@@ -110,11 +144,15 @@ def _tls_mode(site: web.BaseSite, tls: ServerTLS | None) -> str:
 
 
 async def serve(
-    config: Config, cluster: Cluster | None = None, reload: Callable[[], Config] | None = None
+    config: Config,
+    cluster: Cluster | None = None,
+    reload: Callable[[], Config] | None = None,
+    workers: Workers | None = None,
 ) -> None:
     """Run until SIGTERM or SIGINT, then let requests and streams under way finish for up to
     `server.shutdown_timeout`. With `reload` (the config file read again), SIGHUP applies
-    its nodes and policy (swarmproxy.api.lifecycle)."""
+    its nodes and policy (swarmproxy.api.lifecycle). `workers`: this process is one of
+    several serving the same listeners (swarmproxy.workers)."""
     cluster = cluster or Cluster.from_config(config)
     await cluster.start()
     app = make_app(cluster, config)
@@ -143,13 +181,14 @@ async def serve(
     if reloader is not None:
         loop.add_signal_handler(signal.SIGHUP, reloader.request)
     try:
-        await start_listeners(runner, config.server.listen, config.server.tls)
+        await start_listeners(runner, config.server.listen, config.server.tls, workers)
         # The admin API speaks plain HTTP: keep it on loopback or a unix socket.
-        await start_listeners(admin, config.admin.listen)
+        await start_listeners(admin, config.admin.listen, workers=workers)
         log_event(
             log,
             logging.INFO,
             "serving",
+            worker=workers.index if workers is not None else 0,
             nodes=len(cluster.nodes),
             ready=len(cluster.ready_nodes()),
             storage=config.storage.url.split("@")[-1],
