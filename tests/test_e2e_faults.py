@@ -161,7 +161,7 @@ def test_a_node_dying_mid_stream_truncates_the_stream(
         # Chunked encoding ends with an empty chunk: a clean end would carry it.
         assert not received.endswith(b"0\r\n\r\n")
         assert proxy.request("GET", "/_ping")[0] == 200
-        assert "stream failed" in proxy.log_path.read_text()
+        proxy.wait_logged("stream failed")
     finally:
         proxy.stop()
         stop_nodes([doomed])

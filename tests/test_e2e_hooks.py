@@ -33,7 +33,7 @@ def test_a_hook_changes_placement(hooked: Proxy, nodes: list[DockerNode]) -> Non
     created = [hooked.docker("create", "busybox", "true").stdout.strip() for _ in range(6)]
     assert not set(created) & nodes[0].container_ids()
     assert len(set(created) & (nodes[1].container_ids() | nodes[2].container_ids())) == 6
-    assert 'event="placement refused" node=node-1' in hooked.log_path.read_text()
+    hooked.wait_logged('event="placement refused" node=node-1')
 
 
 def test_hooks_refuse_an_unregistration_and_change_a_registration(
@@ -63,7 +63,7 @@ def test_a_config_node_refused_by_a_hook_is_not_served(
     try:
         listed = proxy.node_cli("ls").stdout
         assert "node-1" in listed and "node-3" in listed and "node-2" not in listed
-        assert "node-2 is not for this cluster" in proxy.log_path.read_text()
+        proxy.wait_logged("node-2 is not for this cluster")
         assert " Nodes: 2" in proxy.docker("info").stdout
     finally:
         proxy.stop()

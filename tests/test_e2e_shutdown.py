@@ -222,7 +222,7 @@ def test_sighup_applies_the_config_nodes_and_policy_while_streams_go_on(
         good = config.read_text()
         config.write_text(good.replace("allow_privileged = false", "allow_privileged = maybe"))
         reload(proxy, "reload refused")
-        assert "config kept" in proxy.log_tail()
+        proxy.wait_logged("config kept")
         assert node_names(proxy) == ["node-1", "node-3"]
         assert create_privileged(proxy).returncode != 0
 

@@ -164,7 +164,7 @@ def test_a_node_whose_certificate_is_not_trusted_is_unavailable(
         assert "└ Status: ready\n" not in proxy.docker("info").stdout
         failed = proxy.docker("run", "--rm", "busybox", "true", check=False)
         assert failed.returncode != 0
-        assert "CERTIFICATE_VERIFY_FAILED" in proxy.log_path.read_text()
+        proxy.wait_logged("CERTIFICATE_VERIFY_FAILED")
     finally:
         proxy.stop()
 
@@ -217,7 +217,7 @@ def test_a_client_without_a_trusted_certificate_is_refused(
     assert "tls:" in refused.stderr
     assert "Server:" not in refused.stdout
     # The refusal is the handshake's, and the proxy serves the next client as before.
-    assert "tls handshake failed" in mutual.log_path.read_text()
+    mutual.wait_logged("tls handshake failed")
     assert mutual.docker("version").returncode == 0
 
 

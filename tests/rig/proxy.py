@@ -162,6 +162,14 @@ class Proxy:
         self.stop()
         raise ProxyStartError(f"swarmproxy did not start:\n{self.log_tail()}")
 
+    def wait_logged(self, text: str, timeout: float = 5.0) -> None:
+        """Waits for `text` in the log: the proxy writes its lines from a thread of their own,
+        a moment after what they tell."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_path.read_text():
+            assert time.monotonic() < deadline, f"{text!r} not logged:\n{self.log_tail()}"
+            time.sleep(0.05)
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text().splitlines()[-lines:])
