@@ -417,16 +417,29 @@ async def test_store_image(storage: Storage) -> None:
 
 
 async def test_image_history_is_bounded(storage: Storage) -> None:
+    # The bound is the limit plus one pair per holding node (three here).
     for i in range(IMAGE_HISTORY_LIMIT + 5):
         await storage.store_image("busybox", f"sha256:{i}", f"node-{i % 3}")
 
     image = await storage.retrieve_image("busybox")
     assert image is not None
-    assert len(image.history) == IMAGE_HISTORY_LIMIT
-    assert image.history[0] == ImageHistory("node-2", "sha256:5")
+    assert len(image.history) == IMAGE_HISTORY_LIMIT + 3
+    assert image.history[0] == ImageHistory("node-2", "sha256:2")
     last = IMAGE_HISTORY_LIMIT + 4
     assert image.history[-1] == ImageHistory(f"node-{last % 3}", f"sha256:{last}")
     assert image.nodes == {"node-0", "node-1", "node-2"}
+
+
+async def test_image_history_keeps_every_holders_pair(storage: Storage) -> None:
+    # One image pulled on many more nodes than the limit: each holder's pair stays, so
+    # every one of them is known to hold the newest image under the name.
+    holders = IMAGE_HISTORY_LIMIT * 3
+    for i in range(holders):
+        await storage.store_image("busybox", "sha256:same", f"node-{i}")
+
+    image = await storage.retrieve_image("busybox")
+    assert image is not None
+    assert {entry.node for entry in image.history} == {f"node-{i}" for i in range(holders)}
 
 
 async def test_repeated_image_pair_is_not_duplicated(storage: Storage) -> None:

@@ -109,10 +109,12 @@ def _saved_name(ref: str) -> str:
 
 def current_id(record: ImageRecord, node: str) -> str:
     """The image ID `node` holds under the record's reference: its newest history entry."""
-    for entry in reversed(record.history):
-        if entry.node == node:
-            return entry.image_id
-    return ""
+    return current_ids(record).get(node, "")
+
+
+def current_ids(record: ImageRecord) -> dict[str, str]:
+    """`current_id` of every node in the history, in one pass."""
+    return {entry.node: entry.image_id for entry in record.history}
 
 
 def _deletions_said(deletions: Sequence[dict[str, Any]]) -> str:
@@ -284,8 +286,9 @@ class ImageOperations(ClusterParts):
             return []
         ready = {n.address: n for n in self.ready_nodes()}
         others = sorted(record.nodes - {record.last_node})
-        newest = [a for a in others if current_id(record, a) == record.last_id]
-        older = [] if newest_only else [a for a in others if a not in newest]
+        held = current_ids(record)
+        newest = [a for a in others if held.get(a) == record.last_id]
+        older = [] if newest_only else [a for a in others if held.get(a) != record.last_id]
         return [ready[a] for a in [record.last_node, *newest, *older] if a in ready]
 
     async def _discover_image(self, ref: str, exclude: Sequence[Node] = ()) -> list[Node]:
@@ -303,7 +306,7 @@ class ImageOperations(ClusterParts):
         """The candidates that hold every one of `refs`; empty when none does."""
         held = list(candidates)
         for ref in refs:
-            holders = await self.image_holders(ref)
+            holders = set(await self.image_holders(ref))
             held = [n for n in held if n in holders]
         return held
 

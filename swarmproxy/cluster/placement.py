@@ -171,7 +171,8 @@ class Placing(ClusterParts):
         if not candidates or not isinstance(image, str) or not image:
             return [candidates]
         holders = await self.nodes_holding_all([image], candidates)
-        others = [n for n in candidates if n not in holders]
+        holding = set(holders)
+        others = [n for n in candidates if n not in holding]
         for node in others if holders else []:
             verdicts[node].unpreferred = True
             verdicts[node].reason = f"does not hold {image}"

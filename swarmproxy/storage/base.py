@@ -9,7 +9,8 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 
-# How many (node, image ID) pairs an image keeps in its history.
+# How many (node, image ID) pairs an image keeps in its history beyond one per holding node:
+# a holder's newest pair must stay, as it says which image the node holds under the name.
 IMAGE_HISTORY_LIMIT = 20
 
 

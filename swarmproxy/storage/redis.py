@@ -170,14 +170,14 @@ return 1
 """
 
 # KEYS: image hash, image nodes, image history, images set.
-# ARGV: repository, node, image ID, history entry, history limit.
+# ARGV: repository, node, image ID, history entry, history limit beyond one per holder.
 # A repeated pair moves to the newest end of the history instead of crowding out others.
 _STORE_IMAGE = """
 redis.call('HSET', KEYS[1], 'last_node', ARGV[2], 'last_id', ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('LREM', KEYS[3], 0, ARGV[4])
 redis.call('RPUSH', KEYS[3], ARGV[4])
-redis.call('LTRIM', KEYS[3], -tonumber(ARGV[5]), -1)
+redis.call('LTRIM', KEYS[3], -(tonumber(ARGV[5]) + redis.call('SCARD', KEYS[2])), -1)
 redis.call('SADD', KEYS[4], ARGV[1])
 return 1
 """
