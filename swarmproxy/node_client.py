@@ -60,6 +60,10 @@ def decoded(payload: bytes, status: int) -> Any:
         return {"message": payload.decode(errors="replace").strip()}
 
 
+# Made once: most calls have no bound of their own, and a fan-out makes thousands of calls.
+_UNBOUNDED = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
+
+
 class BodyFailed(Exception):
     """The body being sent could not be read from its own source (a client that cut its
     upload): the sender's fault, not the node's."""
@@ -103,7 +107,7 @@ class NodeClient:
             # Bodies are relayed byte for byte: never decompress, never add headers.
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
+            timeout=_UNBOUNDED,
         )
         self.docker = aiodocker.Docker(url=self.base_url, connector=connector, session=self.session)
 
@@ -135,7 +139,9 @@ class NodeClient:
                 headers=headers,
                 data=data,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT),
+                timeout=_UNBOUNDED
+                if timeout is None
+                else aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT),
             )
         except TRANSPORT_ERRORS as e:
             raise self.unavailable(e, operation(method, path)) from e

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -155,6 +156,9 @@ async def serve(
     several serving the same listeners (swarmproxy.workers)."""
     cluster = cluster or Cluster.from_config(config)
     await cluster.start()
+    # What start-up made lives as long as the process: out of the collector's sight, a
+    # full collection no longer walks it (profiled: 42% of `ps` time at 1000 nodes).
+    gc.freeze()
     app = make_app(cluster, config)
     # A client that goes away cancels its handler, and with it the request to the node.
     # Open streams (events, logs -f, attach) hold a shutdown for up to shutdown_timeout;

@@ -34,6 +34,8 @@ class ClusterParts(abc.ABC):
 
     # --- Cluster's state --------------------------------------------------------------
     nodes: list[Node]
+    # The same nodes by address.
+    _by_address: dict[str, Node]
     storage: Storage
     scheduler: Scheduler
     filters: list[Filter]

@@ -28,8 +28,11 @@ class NodeRegistry(ClusterParts):
 
     def find_node(self, ref: str) -> Node:
         """A node by its address or its name."""
+        by_address = self._by_address.get(ref)
+        if by_address is not None:
+            return by_address
         for node in self.nodes:
-            if ref in (node.address, node.name):
+            if ref == node.name:
                 return node
         raise NotFound(f"no node {ref!r} in the cluster")
 
@@ -147,8 +150,9 @@ class NodeRegistry(ClusterParts):
         """Serve exactly the registered nodes: those another replica added, and not those
         another replica removed."""
         registered = {r.address: r for r in records}
+        known = {n.address for n in self.nodes}
         for record in records:
-            if not any(n.address == record.address for n in self.nodes):
+            if record.address not in known:
                 try:
                     node = node_of(record, self.client_class)
                 except TLSError as e:
