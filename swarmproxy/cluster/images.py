@@ -270,21 +270,23 @@ class ImageOperations(ClusterParts):
         if key is not None and record is not None:
             await self.storage.remove_image(key, current_id(record, node.address), node.address)
 
-    async def image_holders(self, ref: str) -> list[Node]:
-        """The ready nodes where `ref` is the image last written under it (a tag rebuilt
-        on one node names an older image on the others, which a new container must not
-        get); asked of the nodes when the index knows nothing of it."""
-        held = await self._indexed_holders(ref, newest_only=True)
+    async def image_holders(self, ref: str, among: Sequence[Node] | None = None) -> list[Node]:
+        """The ready nodes (or those of `among`) where `ref` is the image last written
+        under it (a tag rebuilt on one node names an older image on the others, which a
+        new container must not get); asked of the nodes when the index knows nothing."""
+        held = await self._indexed_holders(ref, newest_only=True, among=among)
         return held or await self._discover_image(ref)
 
-    async def _indexed_holders(self, ref: str, newest_only: bool = False) -> list[Node]:
-        """The ready holders the index knows: the last written first, then those holding
-        the same image, then (unless `newest_only`) those holding an older one."""
+    async def _indexed_holders(
+        self, ref: str, newest_only: bool = False, among: Sequence[Node] | None = None
+    ) -> list[Node]:
+        """The ready holders (or those of `among`) the index knows: the last written first,
+        then those holding the same image, then (unless `newest_only`) an older one."""
         key = index_key(ref)
         record = None if key is None else await self.storage.retrieve_image(key)
         if record is None:
             return []
-        ready = {n.address: n for n in self.ready_nodes()}
+        ready = {n.address: n for n in (self.ready_nodes() if among is None else among)}
         others = sorted(record.nodes - {record.last_node})
         held = current_ids(record)
         newest = [a for a in others if held.get(a) == record.last_id]
@@ -306,7 +308,7 @@ class ImageOperations(ClusterParts):
         """The candidates that hold every one of `refs`; empty when none does."""
         held = list(candidates)
         for ref in refs:
-            holders = set(await self.image_holders(ref))
+            holders = set(await self.image_holders(ref, candidates))
             held = [n for n in held if n in holders]
         return held
 

@@ -133,10 +133,11 @@ class Placing(ClusterParts):
     ) -> Node | None:
         """The strategy's pick among `candidates`, which the hooks accept (when `commit`)."""
         while candidates:
-            scores = await self.scheduler.scores(candidates, request)
-            for node, score in scores.items():
-                verdicts[node].score = score
             if not commit:
+                # What the dry-run shows; a real placement is the strategy's select alone.
+                scores = await self.scheduler.scores(candidates, request)
+                for node, score in scores.items():
+                    verdicts[node].score = score
                 rated = [n for n in candidates if n in scores]
                 return max(rated, key=lambda n: scores[n]) if rated else None
             node = await self.scheduler.select(candidates, request)

@@ -42,6 +42,9 @@ class NodeLoad:
     pending: set[str] = field(default_factory=set)
     running: set[str] = field(default_factory=set)
     reserved: dict[str, Reservation] = field(default_factory=dict)
+    # The active containers' reservations summed, until the next change: every placement
+    # weighs every node, and a node may carry many containers.
+    _sums: Reservation | None = field(default=None, repr=False, compare=False)
 
     @property
     def active(self) -> int:
@@ -49,30 +52,37 @@ class NodeLoad:
 
     @property
     def reserved_cpus(self) -> float:
-        return sum(self.reserved[c].cpus for c in self._active_ids())
+        return self._summed().cpus
 
     @property
     def reserved_memory(self) -> int:
-        return sum(self.reserved[c].memory for c in self._active_ids())
+        return self._summed().memory
 
-    def _active_ids(self) -> list[str]:
-        return [c for c in (*self.pending, *self.running) if c in self.reserved]
+    def _summed(self) -> Reservation:
+        if self._sums is None:
+            held = [self.reserved[c] for c in (*self.pending, *self.running) if c in self.reserved]
+            self._sums = Reservation(sum(r.cpus for r in held), sum(r.memory for r in held))
+        return self._sums
 
     def created(self, container_id: str, reservation: Reservation | None = None) -> None:
+        self._sums = None
         if container_id not in self.running:
             self.pending.add(container_id)
         if reservation is not None:
             self.reserved[container_id] = reservation
 
     def started(self, container_id: str) -> None:
+        self._sums = None
         self.pending.discard(container_id)
         self.running.add(container_id)
 
     def stopped(self, container_id: str) -> None:
+        self._sums = None
         self.pending.discard(container_id)
         self.running.discard(container_id)
 
     def removed(self, container_id: str) -> None:
+        self._sums = None
         self.stopped(container_id)
         self.reserved.pop(container_id, None)
 
@@ -81,6 +91,7 @@ class NodeLoad:
 
     def replace(self, listing: list[dict[str, Any]], reserved: dict[str, Reservation]) -> None:
         """Take a fresh listing of the node (`/containers/json?all=1`) as the truth."""
+        self._sums = None
         self.pending = {c["Id"] for c in listing if c.get("State") == "created"}
         self.running = {c["Id"] for c in listing if c.get("State") in ("running", "paused")}
         self.reserved = reserved

@@ -28,10 +28,12 @@ async def _exchange(
     learn: Learn,
     body: bytes | None = None,
     on_error: Callable[[], Awaitable[None]] | None = None,
+    settle: bool = True,
 ) -> web.StreamResponse:
     """Send the request to `node`, read its (small) answer, let `learn` index what it says
     (and perhaps return other bytes to send), then relay it. `on_error` runs when the node
-    gave no answer. All of it runs to the end even if the client goes away."""
+    gave no answer. With `settle`, all of it runs to the end even if the client goes away
+    (what `learn` writes to the index must not be cut halfway)."""
     if body is None and request.body_exists:
         body = await read_body(request)
 
@@ -51,7 +53,7 @@ async def _exchange(
             raise
         return await relay(request, upstream, node, body=payload if replaced is None else replaced)
 
-    return await shielded(run())
+    return await (shielded(run()) if settle else run())
 
 
 async def create(request: web.Request) -> web.Response:
@@ -102,7 +104,8 @@ async def inspect(request: web.Request) -> web.StreamResponse:
         node = json.dumps(target.node.describe(), separators=(",", ":")).encode()
         return b'{"Node":' + node + b"," + payload[1:]
 
-    return await _exchange(request, target.node, target.path, learn)
+    # It only reads: nothing to settle when its client goes away.
+    return await _exchange(request, target.node, target.path, learn, settle=False)
 
 
 async def remove(request: web.Request) -> web.StreamResponse:
