@@ -35,6 +35,10 @@ TRANSPORT_ERRORS = (
 # pool must not be what limits concurrency.
 POOL_LIMIT = 0  # unlimited
 KEEPALIVE_SECONDS = 30.0
+# Bytes a node's streamed answer may run ahead of its reader before the node is paused
+# (twice this, as asyncio and aiohttp count it). Their 64 KiB default halved exec -i
+# throughput (pauses and resumes every few packets); this bounds a slow client's stream.
+STREAM_BUFFER = 256 * 1024
 CONNECT_TIMEOUT = 10.0
 
 
@@ -106,6 +110,7 @@ class NodeClient:
             connector=connector,
             # Bodies are relayed byte for byte: never decompress, never add headers.
             auto_decompress=False,
+            read_bufsize=STREAM_BUFFER,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             timeout=_UNBOUNDED,
         )
@@ -190,16 +195,18 @@ class NodeClient:
         try:
             if self.socket_path is not None:
                 return await asyncio.wait_for(
-                    asyncio.open_unix_connection(self.socket_path), CONNECT_TIMEOUT
+                    asyncio.open_unix_connection(self.socket_path, limit=STREAM_BUFFER),
+                    CONNECT_TIMEOUT,
                 )
             if self.ssl_context is not None:
                 # Not asyncio's TLS: it cannot pass on the client's half-close (stdin EOF).
                 return await asyncio.wait_for(
-                    open_tls_connection(self.host, self.port, self.ssl_context),
+                    open_tls_connection(self.host, self.port, self.ssl_context, STREAM_BUFFER),
                     CONNECT_TIMEOUT,
                 )
             return await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), CONNECT_TIMEOUT
+                asyncio.open_connection(self.host, self.port, limit=STREAM_BUFFER),
+                CONNECT_TIMEOUT,
             )
         except TRANSPORT_ERRORS as e:
             raise self.unavailable(e, purpose) from e

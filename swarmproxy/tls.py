@@ -231,12 +231,12 @@ def _as_file(text: str) -> Iterator[str]:
 
 
 async def open_tls_connection(
-    host: str, port: int, context: ssl.SSLContext
+    host: str, port: int, context: ssl.SSLContext, limit: int = 2**16
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """asyncio.open_connection over TLS whose writer can `write_eof()` (a close_notify)
     while its reader goes on reading. TLS failures raise ssl.SSLError (an OSError)."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(loop=loop)
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
     handshake: asyncio.Future[None] = loop.create_future()
     _, stream = await loop.create_connection(

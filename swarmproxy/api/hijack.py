@@ -24,8 +24,8 @@ from swarmproxy.node_client import TRANSPORT_ERRORS, operation
 
 log = logging.getLogger("swarmproxy.hijack")
 
-CHUNK = 64 * 1024
-# Bytes queued towards the node before we stop reading from the client.
+CHUNK = 256 * 1024
+# Bytes queued towards the node (or the client) before we stop reading from the other side.
 NODE_BUFFER_LIMIT = 1024 * 1024
 HEAD_LIMIT = 64 * 1024
 
@@ -214,6 +214,8 @@ async def _pump(
     request.protocol.set_parser(cast(Any, tail))
     client = _ClientSide(transport.get_protocol(), transport, writer)
     transport.set_protocol(client)
+    # The default 64 KiB would pause the node's output every few reads.
+    transport.set_write_buffer_limits(high=NODE_BUFFER_LIMIT)
     if tail.data:
         writer.write(bytes(tail.data))
     try:
