@@ -91,11 +91,13 @@ def test_the_unix_socket_is_served_too(workers: Proxy) -> None:
     assert shown.stdout.strip()
 
 
-def create(proxy: Proxy, name: str = "") -> tuple[int, dict[str, object]]:
+def create(
+    proxy: Proxy, name: str = "", cmd: tuple[str, ...] = ("true",)
+) -> tuple[int, dict[str, object]]:
     """A create on a connection of its own, so that either worker may take it."""
     query = f"?name={name}" if name else ""
     status, _, body = proxy.request(
-        "POST", f"/containers/create{query}", {"Image": "busybox", "Cmd": ["true"]}
+        "POST", f"/containers/create{query}", {"Image": "busybox", "Cmd": list(cmd)}
     )
     return status, json.loads(body or b"{}")
 
@@ -132,6 +134,27 @@ def test_what_one_worker_did_the_next_request_sees(workers: Proxy) -> None:
         assert container_id not in workers.docker("ps", "-aq", "--no-trunc").stdout.split()
         gone = workers.docker("container", "inspect", container_id, check=False)
         assert gone.returncode != 0 and "No such container" in gone.stderr
+
+
+def test_every_change_shows_in_the_next_ps_on_any_worker(workers: Proxy) -> None:
+    def listed(all: bool) -> set[str]:
+        status, listing = workers.json("GET", f"/v1.41/containers/json?all={int(all)}")
+        assert status == 200
+        return {c["Id"] for c in listing}
+
+    # Each request is a connection of its own: the next may go to the other worker, whose
+    # own events may not have come yet.
+    for _ in range(8):
+        status, body = create(workers, cmd=("sleep", "300"))
+        assert status == 201
+        container_id = str(body["Id"])
+        assert container_id in listed(all=True) - listed(all=False)
+        assert workers.request("POST", f"/v1.41/containers/{container_id}/start")[0] == 204
+        assert container_id in listed(all=False)
+        assert workers.request("POST", f"/v1.41/containers/{container_id}/kill")[0] == 204
+        assert container_id not in listed(all=False)
+        assert workers.request("DELETE", f"/v1.41/containers/{container_id}")[0] == 204
+        assert container_id not in listed(all=True)
 
 
 def test_a_worker_that_dies_is_replaced(workers: Proxy) -> None:

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from swarmproxy.cluster.listing import _nanoseconds, merge_containers
+from swarmproxy.cluster.listing import merge_containers
 from swarmproxy.cluster.node import Node
+from swarmproxy.cluster.timestamps import parse_nanoseconds
 
 Container = dict[str, Any]
 
@@ -364,7 +365,7 @@ async def test_partial_precise_answers_keep_each_nodes_order(
     assert ids(merged) == ["a1", "a2"]
 
 
-# --- _nanoseconds --------------------------------------------------------------------------
+# --- parse_nanoseconds ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -389,8 +390,8 @@ async def test_partial_precise_answers_keep_each_nodes_order(
         ("2024-02-29T23:59:59.987654321Z", 1_709_251_199_987_654_321),
     ],
 )
-def test_nanoseconds(created: str, ns: int) -> None:
-    assert _nanoseconds(created) == ns
+def testparse_nanoseconds(created: str, ns: int) -> None:
+    assert parse_nanoseconds(created) == ns
 
 
 def test_nanoseconds_is_exact_for_all_digits() -> None:
@@ -399,11 +400,11 @@ def test_nanoseconds_is_exact_for_all_digits() -> None:
         fraction = "987654321"[:digits]
         created = "2024-01-01T00:00:00" + (f".{fraction}" if digits else "") + "Z"
         expected = 1_704_067_200 * 10**9 + int((fraction + "0" * 9)[:9])
-        assert _nanoseconds(created) == expected
+        assert parse_nanoseconds(created) == expected
 
 
 def test_nanoseconds_orders_like_the_seconds_it_refines() -> None:
-    assert _nanoseconds("2024-01-01T00:00:01.000000000Z") > _nanoseconds(
+    assert parse_nanoseconds("2024-01-01T00:00:01.000000000Z") > parse_nanoseconds(
         "2024-01-01T00:00:00.999999999Z"
     )
-    assert _nanoseconds("2024-01-01T00:00:00Z") // 10**9 == T
+    assert parse_nanoseconds("2024-01-01T00:00:00Z") // 10**9 == T

@@ -19,8 +19,10 @@ import pytest
 import redis
 
 from swarmproxy.storage import (
+    CHANGE_LOG_LIMIT,
     IMAGE_HISTORY_LIMIT,
     AmbiguousPrefix,
+    ChangeLog,
     ContainerRecord,
     HealingData,
     ImageHistory,
@@ -933,6 +935,52 @@ async def test_concurrent_increments_each_get_their_own_value(storage: Storage) 
     values = await asyncio.gather(*(storage.increment("rr") for _ in range(50)))
     assert sorted(values) == list(range(1, 51))
     assert await storage.counter("rr") == 50
+
+
+async def test_change_log_gives_what_changed_since_a_count(storage: Storage) -> None:
+    assert await storage.container_changes({"n1": 0, "n2": 0}) == {
+        "n1": ChangeLog(0, []),
+        "n2": ChangeLog(0, []),
+    }
+    first, second = full_id("a"), full_id("b")
+    await storage.note_container_change("n1", first)
+    await storage.note_container_change("n1", second)
+    await storage.note_container_change("n2", first)
+    logs = await storage.container_changes({"n1": 0, "n2": 1, "n3": 0})
+    assert logs == {
+        "n1": ChangeLog(2, [second, first]),
+        "n2": ChangeLog(1, []),
+        "n3": ChangeLog(0, []),
+    }
+    assert (await storage.container_changes({"n1": 1}))["n1"] == ChangeLog(2, [second])
+
+
+async def test_change_log_says_when_it_cannot_tell(storage: Storage) -> None:
+    for _ in range(CHANGE_LOG_LIMIT + 1):
+        await storage.note_container_change("n1", full_id())
+    overflowed = await storage.container_changes({"n1": 0})
+    assert overflowed["n1"] == ChangeLog(CHANGE_LOG_LIMIT + 1, None)
+    kept = await storage.container_changes({"n1": 1})
+    assert kept["n1"].count == CHANGE_LOG_LIMIT + 1
+    assert kept["n1"].ids is not None and len(kept["n1"].ids) == CHANGE_LOG_LIMIT
+    # A count seen that is ahead of storage's: storage was wiped since.
+    assert (await storage.container_changes({"n1": 500}))["n1"].ids is None
+
+
+async def test_replicas_share_one_change_log(
+    storage_redis_server: RedisServer, key_prefix: str
+) -> None:
+    replicas = [RedisStorage(storage_redis_server.url, key_prefix) for _ in range(3)]
+    try:
+        noted = [full_id() for _ in range(9)]
+        await asyncio.gather(
+            *(replicas[i % 3].note_container_change("n", c) for i, c in enumerate(noted))
+        )
+        log = (await replicas[0].container_changes({"n": 0}))["n"]
+        assert log.count == 9 and log.ids is not None and sorted(log.ids) == sorted(noted)
+    finally:
+        for replica in replicas:
+            await replica.close()
 
 
 async def test_replicas_share_one_counter(

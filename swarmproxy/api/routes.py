@@ -66,21 +66,13 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{C}/json", Via.CONTAINER, containers.inspect),
     Route("DELETE", C, Via.CONTAINER, containers.remove),
     Route("POST", f"{C}/rename", Via.CONTAINER, containers.rename),
-    Route("POST", f"{C}/attach", Via.CONTAINER, hijacked_stream),
+    Route("POST", f"{C}/attach", Via.CONTAINER, containers.noted_after(hijacked_stream)),
+    Route("POST", f"{C}/wait", Via.CONTAINER, containers.noted_after(pass_through)),
     Route("POST", f"{C}/exec", Via.CONTAINER, containers.exec_create),
+    Route("POST", f"{C}/resize", Via.CONTAINER),
     *(
-        Route("POST", f"{C}/{action}", Via.CONTAINER)
-        for action in (
-            "start",
-            "stop",
-            "restart",
-            "kill",
-            "pause",
-            "unpause",
-            "wait",
-            "update",
-            "resize",
-        )
+        Route("POST", f"{C}/{action}", Via.CONTAINER, containers.change)
+        for action in ("start", "stop", "restart", "kill", "pause", "unpause", "update")
     ),
     *(
         Route("GET", f"{C}/{view}", Via.CONTAINER)
@@ -135,12 +127,18 @@ VERSION_PREFIX = r"/v{version:[0-9]+\.[0-9]+}"
 def _with_target(route: Route) -> Handler:
     handler = route.handler or pass_through
     if route.via is Via.CONTAINER:
+        reads = route.method in ("GET", "HEAD")
 
         async def for_container(request: web.Request) -> web.StreamResponse:
-            container_id, node = await cluster_of(request).route_container(request.match_info["id"])
+            cluster = cluster_of(request)
+            container_id, node = await cluster.route_container(request.match_info["id"])
             path = upstream_path(request, route.path.format(id=container_id))
             request[TARGET_KEY] = Target(node, container_id, path)
-            return await handler(request)
+            if reads:
+                return await handler(request)
+            # Until it is over, `ps` in this process asks the node for this container.
+            async with cluster.changing(node, container_id):
+                return await handler(request)
 
         return for_container
     if route.via is Via.EXEC:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from swarmproxy.cluster.container_lists import KeptQuery, label_filters
 from swarmproxy.cluster.images import Params, node_path
 from swarmproxy.cluster.listing import merge_containers
 from swarmproxy.cluster.parts import ClusterParts
@@ -59,7 +60,13 @@ class ContainerOperations(ClusterParts):
         self, ref: str, method: str, action: str, body: Any = None, params: Params = ()
     ) -> Any:
         container_id, node = await self.route_container(ref)
-        return await self._call(node, method, f"/containers/{container_id}{action}", body, params)
+        path = f"/containers/{container_id}{action}"
+        if method == "GET":
+            return await self._call(node, method, path, body, params)
+        async with self.changing(node, container_id):
+            answer = await self._call(node, method, path, body, params)
+            await self.note_change(node, container_id)
+            return answer
 
     # --- containers -------------------------------------------------------------------
     async def list_containers(
@@ -67,7 +74,13 @@ class ContainerOperations(ClusterParts):
     ) -> list[dict[str, Any]]:
         """Every node's containers, newest first, each naming its node."""
         query = _options(all=all, filters=json.dumps(filters) if filters else None)
-        per_node = await self.fan_out_json("GET", node_path("", "/containers/json", query))
+        path = node_path("", "/containers/json", query)
+        labels = label_filters(json.dumps(filters) if filters else "")
+        if labels is not None:
+            kept = await self.list_kept(KeptQuery(all, labels), path)
+            listed: list[dict[str, Any]] = json.loads(kept)
+            return listed
+        per_node = await self.fan_out_json("GET", path)
         return await merge_containers([(node, body or []) for node, body in per_node], None)
 
     async def inspect_container(self, ref: str) -> dict[str, Any]:
@@ -108,6 +121,11 @@ class ContainerOperations(ClusterParts):
 
     async def remove_container(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         container_id, node = await self.route_container(ref)
+        async with self.changing(node, container_id):
+            await self._remove(node, container_id, force, volumes)
+            await self.note_change(node, container_id)
+
+    async def _remove(self, node: Node, container_id: str, force: bool, volumes: bool) -> None:
         try:
             await self._call(
                 node,

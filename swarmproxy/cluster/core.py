@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from swarmproxy.cluster import versions
+from swarmproxy.cluster.container_lists import ContainerLists
 from swarmproxy.cluster.containers import ContainerOperations
 from swarmproxy.cluster.creation import ContainerCreation
 from swarmproxy.cluster.dry import DryNodeClient, dry_copy
@@ -71,6 +72,8 @@ T = TypeVar("T")
 
 # Seconds between two readings of a healthy node's versions and info.
 DESCRIBE_SECONDS = 60.0
+# How long the cluster's API versions are taken as they were last worked out.
+VERSIONS_SECONDS = 0.5
 
 # `fan_out`'s timeout when none is given: the configured node_timeout.
 DEFAULT: Any = object()
@@ -108,6 +111,7 @@ class NameClaim:
 
 
 class Cluster(
+    ContainerLists,
     VolumeOperations,
     NetworkOperations,
     ImageOperations,
@@ -135,6 +139,9 @@ class Cluster(
         self.nodes: list[Node] = []
         self._by_address: dict[str, Node] = {}
         self._routes = RouteCache()
+        # The ready nodes' API versions, and until when (monotonic) they hold.
+        self._versions_known = (versions.FALLBACK_API_VERSION, versions.FALLBACK_MIN_API_VERSION)
+        self._versions_until = 0.0
         self.storage = storage
         self.scheduler = scheduler
         if getattr(scheduler, "storage", False) is None:
@@ -302,10 +309,13 @@ class Cluster(
             self._monitor = None
 
     def _watch(self, node: Node) -> None:
-        task = asyncio.create_task(NodeWatcher(node, self.storage).run(), name=f"watch-{node.name}")
+        task = asyncio.create_task(
+            NodeWatcher(node, self.storage, self.forget_container).run(), name=f"watch-{node.name}"
+        )
         self._watchers[node.address] = task
 
     def _add_node(self, node: Node) -> None:
+        self._versions_until = 0.0
         node.health.listener = self._health_listener(node)
         self.nodes.append(node)
         self._by_address[node.address] = node
@@ -313,6 +323,7 @@ class Cluster(
             self._watch(node)
 
     async def _drop_node(self, address: str) -> None:
+        self._versions_until = 0.0
         node = self._by_address.pop(address, None)
         if node is None:
             return
@@ -393,6 +404,7 @@ class Cluster(
         node.api_version = version.get("ApiVersion", "")
         node.min_api_version = version.get("MinAPIVersion", "")
         node.engine_version = version.get("Version", "")
+        self._versions_until = 0.0
 
     async def refresh_health(self) -> None:
         """Take the registered nodes, and every node's shared health, from storage, as
@@ -422,6 +434,7 @@ class Cluster(
         beside the request that saw it."""
 
         def changed(ok: bool, error: str) -> None:
+            self._versions_until = 0.0
             self._in_background(self.healing.decide(node, ok, error))
 
         return changed
@@ -459,15 +472,27 @@ class Cluster(
 
     @property
     def api_version(self) -> str:
-        return versions.lowest(
-            (n.api_version for n in self.ready_nodes()), versions.FALLBACK_API_VERSION
-        )
+        return self._versions()[0]
 
     @property
     def min_api_version(self) -> str:
-        return versions.highest(
-            (n.min_api_version for n in self.ready_nodes()), versions.FALLBACK_MIN_API_VERSION
-        )
+        return self._versions()[1]
+
+    def _versions(self) -> tuple[str, str]:
+        """The API versions every ready node speaks, highest and lowest. Every request asks
+        (the version check, the `Api-Version` header): over many nodes they are worked out
+        again only after VERSIONS_SECONDS, a lag shorter than health's own."""
+        now = time.monotonic()
+        if now >= self._versions_until:
+            ready = self.ready_nodes()
+            self._versions_known = (
+                versions.lowest((n.api_version for n in ready), versions.FALLBACK_API_VERSION),
+                versions.highest(
+                    (n.min_api_version for n in ready), versions.FALLBACK_MIN_API_VERSION
+                ),
+            )
+            self._versions_until = now + VERSIONS_SECONDS
+        return self._versions_known
 
     async def fan_out(
         self,

@@ -163,6 +163,7 @@ class ContainerCreation(ClusterParts):
             raise
         # Counted at once: the next placement must see it, before the node's event does.
         node.load.created(created.id, reservation_of(sent))
+        await shielded(self.note_change(node, created.id))
         if reschedulable and not self.dry:
             await shielded(self.remember_plan(created.id, node, name, sent))
         return created

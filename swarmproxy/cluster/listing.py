@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from swarmproxy.cluster.node import Node
+from swarmproxy.cluster.timestamps import parse_nanoseconds
 
 # Asks a node for a container's creation time with nanoseconds (its inspect `Created`).
 PreciseCreated = Callable[[Node, str], Awaitable[str]]
@@ -35,13 +35,6 @@ class _Entry:
     def key(self) -> tuple[int, int]:
         ns = self.precise if self.precise is not None else self.second * 1_000_000_000
         return ns, -self.rank
-
-
-def _nanoseconds(created: str) -> int:
-    """RFC 3339 with up to nine fractional digits, as the daemon writes `Created`."""
-    stamp, _, fraction = created.rstrip("Z").partition(".")
-    seconds = int(datetime.fromisoformat(stamp + "+00:00").timestamp())
-    return seconds * 1_000_000_000 + int((fraction + "000000000")[:9])
 
 
 def _fill_precise(tied: list[_Entry], known: dict[int, int]) -> None:
@@ -89,7 +82,7 @@ async def merge_containers(
                 *(precise_created(e.node, e.container["Id"]) for e in tied)
             )
             known = {
-                id(e): _nanoseconds(created)
+                id(e): parse_nanoseconds(created)
                 for e, created in zip(tied, times, strict=True)
                 if created
             }

@@ -272,7 +272,10 @@ class NetworkOperations(ClusterParts):
                 raise NotFound(naming_nodes([(node.name, f"network {ref} not found")]))
             body = json.dumps({**parsed, "Container": record.id}).encode()
             path = _network_path(api_version, network_id, action)
-            status, answer = await call_json(node, "POST", path, body, "application/json")
+            async with self.changing(node, record.id):
+                status, answer = await call_json(node, "POST", path, body, "application/json")
+                if status < 300:
+                    await self.note_change(node, record.id)
         if status >= 300:
             raise refusal(node, status, answer)
 

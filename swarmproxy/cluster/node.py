@@ -7,6 +7,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from swarmproxy.cluster.health import NodeHealth
+from swarmproxy.cluster.node_containers import NodeContainers
 from swarmproxy.node_client import NodeClient
 from swarmproxy.scheduler.load import NodeLoad
 from swarmproxy.tls import NodeTLS
@@ -35,6 +36,8 @@ class Node:
     # Keyword-only, so that the positional fields above keep their places.
     tls: NodeTLS | None = field(default=None, kw_only=True)
     load: NodeLoad = field(default_factory=NodeLoad, kw_only=True)
+    # Its containers as listed, for `ps` (kept fresh by its events).
+    containers: NodeContainers = field(default_factory=NodeContainers, kw_only=True)
     # Counts the changes this process made to the node's record, so that a reading of
     # storage begun before one of them is not applied over it.
     generation: int = field(default=0, kw_only=True)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from swarmproxy.cluster.broadcast import Broadcast
+    from swarmproxy.cluster.container_lists import KeptQuery
     from swarmproxy.cluster.core import NameClaim
     from swarmproxy.cluster.creation import CreatedContainer
     from swarmproxy.cluster.healing import NodeHealing
@@ -119,6 +121,16 @@ class ClusterParts(abc.ABC):
 
     @abc.abstractmethod
     async def forget_container(self, container_id: str) -> None: ...
+
+    # --- ContainerLists' --------------------------------------------------------------
+    @abc.abstractmethod
+    def changing(self, node: Node, container_id: str) -> AbstractAsyncContextManager[None]: ...
+
+    @abc.abstractmethod
+    async def note_change(self, node: Node, container_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def list_kept(self, query: KeptQuery, path: str, api_version: str = "") -> bytes: ...
 
     @abc.abstractmethod
     async def claim_name(self, name: str) -> NameClaim: ...

@@ -1,10 +1,12 @@
-"""Keeps the index and each node's load true to what the node does on its own.
+"""Keeps the index, each node's load and each node's container list true to what the
+node does on its own.
 
 A node's container events are followed: a container the node removes by itself (`--rm`, a
-removal straight on the node) is forgotten when its `destroy` event arrives, and its
-`create`, `start`, `die` and `destroy` keep the node's load current for the strategies. A
-lost event stream is resumed from the last event seen, so nothing that happened meanwhile
-is missed.
+removal straight on the node) is forgotten when its `destroy` event arrives; its `create`,
+`start`, `die` and `destroy` keep the node's load current for the strategies; every event
+that changes how `ps` shows a container (a network joined or left included) marks it stale
+in the node's list. A lost event stream is resumed from the last event seen; the list is
+read whole each time the stream opens, as events may have been lost meanwhile.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -24,15 +27,26 @@ from swarmproxy.storage import Storage, StorageError
 
 log = logging.getLogger("swarmproxy.watch")
 
-EVENTS = ("create", "start", "die", "destroy")
-FILTERS = quote(json.dumps({"type": ["container"], "event": list(EVENTS)}))
+# `health_status` matches its every outcome ("health_status: healthy"), as the daemon
+# filters it loosely.
+CONTAINER_EVENTS = (
+    "create", "start", "die", "destroy", "rename", "pause", "unpause", "health_status"
+)  # fmt: skip
+NETWORK_EVENTS = ("connect", "disconnect")
+FILTERS = quote(
+    json.dumps({"type": ["container", "network"], "event": [*CONTAINER_EVENTS, *NETWORK_EVENTS]})
+)
 RETRY_SECONDS = 2.0
 
 
 class NodeWatcher:
-    def __init__(self, node: Node, storage: Storage) -> None:
+    def __init__(
+        self, node: Node, storage: Storage, forget: Callable[[str], Awaitable[None]]
+    ) -> None:
         self.node = node
         self.storage = storage
+        # Drops a container from the index and the process's routes.
+        self.forget = forget
         # Seconds of the last event seen; where a reconnect resumes.
         self.since: float | None = None
 
@@ -57,35 +71,74 @@ class NodeWatcher:
         path = f"/events?filters={FILTERS}"
         if self.since is not None:
             path += f"&since={self.since:.9f}"
-        async with self.node.client.request("GET", path) as response:
-            if response.status != 200:
-                raise NodeUnavailable(
-                    self.node.name, self.node.address, f"events answered {response.status}"
-                )
-            async for line in response.content:
-                if line.strip():
-                    await self._apply(json.loads(line))
+        try:
+            async with self.node.client.request("GET", path) as response:
+                if response.status != 200:
+                    raise self._refusal("events", response.status)
+                await self._fill()
+                async for line in response.content:
+                    if line.strip():
+                        await self._apply(json.loads(line))
+        finally:
+            self.node.containers.lost()
+
+    def _refusal(self, what: str, status: int) -> NodeUnavailable:
+        return NodeUnavailable(self.node.name, self.node.address, f"{what} answered {status}")
+
+    async def _fill(self) -> None:
+        """Read the node's container list whole, now that its events are followed: what
+        changes from here on is marked by its event."""
+        containers = self.node.containers
+        async with containers.reading:
+            since = containers.marks
+            try:
+                changes = await self.storage.container_changes({self.node.address: 0})
+                containers.changes_seen = changes[self.node.address].count
+            except StorageError:
+                # Read at the first `ps` once storage is back: the list is read whole then.
+                containers.changes_seen = None
+            status, listing = await self.node.client.json("GET", "/containers/json?all=1")
+            if status != 200 or not isinstance(listing, list):
+                raise self._refusal("the container list", status)
+            containers.fill(listing, since)
 
     async def _apply(self, event: dict[str, Any]) -> None:
-        container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
+        actor = event.get("Actor") or {}
+        if event.get("Type") == "network":
+            joined = (actor.get("Attributes") or {}).get("container")
+            if joined:
+                self.node.containers.mark(joined)
+        else:
+            await self._container_event(event.get("id") or actor.get("ID", ""), event)
+        self.since = event.get("timeNano", 0) / 1e9 or self.since
+
+    async def _container_event(self, container_id: str, event: dict[str, Any]) -> None:
+        if not container_id:
+            return
         action = event.get("Action") or event.get("status")
+        at = event.get("timeNano", 0) / 1e9 or float(event.get("time", 0))
         load = self.node.load
-        if container_id and action == "destroy":
+        containers = self.node.containers
+        if action == "destroy":
             load.removed(container_id)
-            await self.storage.remove_container(container_id)
-            await self.storage.remove_reschedulable(container_id)
-        elif container_id and action == "create":
+            containers.destroyed(container_id)
+            await self.forget(container_id)
+        elif action == "create":
             # Made behind the proxy's back (the proxy's own creates are counted already):
             # what it reserves is read once.
             load.created(
                 container_id,
                 None if load.knows(container_id) else await reserved_by(self.node, container_id),
             )
-        elif container_id and action == "start":
+            containers.mark(container_id)
+        elif action == "start":
             load.started(container_id)
-        elif container_id and action == "die":
+            containers.started(container_id, at)
+        elif action == "die":
             load.stopped(container_id)
-        self.since = event.get("timeNano", 0) / 1e9 or self.since
+            containers.finished(container_id, at)
+        else:
+            containers.mark(container_id)
 
 
 async def reserved_by(node: Node, container_id: str) -> Reservation | None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from swarmproxy.storage.base import (
+    CHANGE_LOG_LIMIT,
     IMAGE_HISTORY_LIMIT,
     AmbiguousPrefix,
+    ChangeLog,
     ContainerRecord,
     HealingData,
     ImageHistory,
@@ -18,8 +20,10 @@ from swarmproxy.storage.base import (
 from swarmproxy.storage.memory import MemoryStorage
 
 __all__ = [
+    "CHANGE_LOG_LIMIT",
     "IMAGE_HISTORY_LIMIT",
     "AmbiguousPrefix",
+    "ChangeLog",
     "ContainerRecord",
     "HealingData",
     "ImageHistory",

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 # How many (node, image ID) pairs an image keeps in its history beyond one per holding node:
 # a holder's newest pair must stay, as it says which image the node holds under the name.
 IMAGE_HISTORY_LIMIT = 20
+# How many container changes each node's change log keeps: a replica that missed more
+# lists the node whole.
+CHANGE_LOG_LIMIT = 64
 
 
 class StorageError(Exception):
@@ -48,6 +51,25 @@ class ImageRecord:
     last_id: str = ""
     last_digest: str = ""
     history: list[ImageHistory] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChangeLog:
+    """What storage says of one node's changed containers since a count the caller saw."""
+
+    # Changes noted on the node so far (back to 0 when storage was wiped).
+    count: int
+    # The containers changed after the count asked about, newest first; None when more
+    # changed than the log keeps, or the count went back.
+    ids: list[str] | None
+
+
+def changes_after(count: int, seen: int, newest_first: list[str]) -> list[str] | None:
+    """The part of a node's change log after the count `seen`, if the log still holds it."""
+    fresh = count - seen
+    if fresh < 0 or fresh > CHANGE_LOG_LIMIT:
+        return None
+    return newest_first[:fresh]
 
 
 @dataclass
@@ -214,6 +236,17 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def counter(self, key: str) -> int:
         """The counter's value, unchanged; 0 for one never incremented."""
+
+    # --- container changes ------------------------------------------------------
+    # Each replica keeps every node's container list in process: the containers one of
+    # them changes are noted here, so that the next `ps` in any replica reads them afresh.
+    @abc.abstractmethod
+    async def note_container_change(self, node: str, container_id: str) -> None:
+        """Count a change to a container on `node`, and keep its ID in the node's log."""
+
+    @abc.abstractmethod
+    async def container_changes(self, since: dict[str, int]) -> dict[str, ChangeLog]:
+        """For each node address in `since`, its count and what changed after `since`'s."""
 
     # --- rescheduling -----------------------------------------------------------
     # Containers to make again elsewhere when their node stays down, each with its plan

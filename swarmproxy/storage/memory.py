@@ -12,14 +12,17 @@ import time
 from dataclasses import dataclass
 
 from swarmproxy.storage.base import (
+    CHANGE_LOG_LIMIT,
     IMAGE_HISTORY_LIMIT,
     AmbiguousPrefix,
+    ChangeLog,
     ContainerRecord,
     HealingData,
     ImageHistory,
     ImageRecord,
     NodeRecord,
     Storage,
+    changes_after,
 )
 
 
@@ -46,6 +49,8 @@ class MemoryStorage(Storage):
         self._reschedulables: dict[str, str] = {}
         self._volumes: dict[str, set[str]] = {}
         self._counters: dict[str, int] = {}
+        # Node address -> changes counted, and the newest changed container IDs first.
+        self._changes: dict[str, tuple[int, list[str]]] = {}
 
     @classmethod
     async def copy_of(cls, storage: Storage) -> MemoryStorage:
@@ -282,6 +287,18 @@ class MemoryStorage(Storage):
 
     async def counter(self, key: str) -> int:
         return self._counters.get(key, 0)
+
+    # --- container changes ------------------------------------------------------
+    async def note_container_change(self, node: str, container_id: str) -> None:
+        count, ids = self._changes.get(node, (0, []))
+        self._changes[node] = (count + 1, [container_id, *ids[: CHANGE_LOG_LIMIT - 1]])
+
+    async def container_changes(self, since: dict[str, int]) -> dict[str, ChangeLog]:
+        logs = {}
+        for node, seen in since.items():
+            count, ids = self._changes.get(node, (0, []))
+            logs[node] = ChangeLog(count, changes_after(count, seen, ids))
+        return logs
 
     # --- rescheduling -----------------------------------------------------------
     async def store_reschedulable(self, container_id: str, plan: str) -> None:

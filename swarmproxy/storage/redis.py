@@ -81,8 +81,10 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from swarmproxy.storage.base import (
+    CHANGE_LOG_LIMIT,
     IMAGE_HISTORY_LIMIT,
     AmbiguousPrefix,
+    ChangeLog,
     ContainerRecord,
     HealingData,
     ImageHistory,
@@ -90,6 +92,7 @@ from swarmproxy.storage.base import (
     NodeRecord,
     Storage,
     StorageError,
+    changes_after,
 )
 
 # A proxy request waits on storage: fail within seconds rather than hang, but retry a
@@ -295,6 +298,30 @@ if redis.call('SCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) e
 return 1
 """
 
+# KEYS: the node's change count, its change log. ARGV: container ID, log limit.
+_NOTE_CHANGE = """
+redis.call('INCR', KEYS[1])
+redis.call('LPUSH', KEYS[2], ARGV[1])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+return 1
+"""
+
+# KEYS: each node's change count and change log, in pairs. ARGV: the counts seen, in order.
+# Returns each node's count and its log (read only where something changed).
+_CHANGES = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  local count = tonumber(redis.call('GET', KEYS[i]) or '0')
+  out[#out + 1] = count
+  if count ~= tonumber(ARGV[(i + 1) / 2]) then
+    out[#out + 1] = redis.call('LRANGE', KEYS[i + 1], 0, -1)
+  else
+    out[#out + 1] = {}
+  end
+end
+return out
+"""
+
 
 class RedisStorage(Storage):
     def __init__(self, url: str, prefix: str = "swarmproxy:") -> None:
@@ -323,6 +350,8 @@ class RedisStorage(Storage):
         self._unlock_node = register(_UNLOCK_NODE)
         self._store_volume = register(_STORE_VOLUME)
         self._remove_volume = register(_REMOVE_VOLUME)
+        self._note_change = register(_NOTE_CHANGE)
+        self._changes = register(_CHANGES)
 
     @property
     def client(self) -> aioredis.Redis | RedisCluster:
@@ -659,6 +688,27 @@ class RedisStorage(Storage):
         with self._guard():
             value = await self._client.get(self._key("counter:", key))
         return 0 if value is None else int(value)
+
+    # --- container changes ------------------------------------------------------
+    def _change_keys(self, node: str) -> list[str]:
+        return [self._key("changes-count:", node), self._key("changes:", node)]
+
+    async def note_container_change(self, node: str, container_id: str) -> None:
+        await self._run(
+            self._note_change, self._change_keys(node), [container_id, CHANGE_LOG_LIMIT]
+        )
+
+    async def container_changes(self, since: dict[str, int]) -> dict[str, ChangeLog]:
+        nodes = list(since)
+        if not nodes:
+            return {}
+        keys = [key for node in nodes for key in self._change_keys(node)]
+        answer = await self._run(self._changes, keys, [since[node] for node in nodes])
+        logs = {}
+        for i, node in enumerate(nodes):
+            count, ids = int(answer[2 * i]), _texts(answer[2 * i + 1])
+            logs[node] = ChangeLog(count, changes_after(count, since[node], ids))
+        return logs
 
     # --- rescheduling -----------------------------------------------------------
     async def store_reschedulable(self, container_id: str, plan: str) -> None:

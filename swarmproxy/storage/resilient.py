@@ -27,6 +27,7 @@ from typing import TypeVar
 from swarmproxy.log import log_event
 from swarmproxy.storage.base import (
     AmbiguousPrefix,
+    ChangeLog,
     ContainerRecord,
     ImageRecord,
     NodeRecord,
@@ -278,6 +279,13 @@ class ResilientStorage(Storage):
 
     async def counter(self, key: str) -> int:
         return await self._or(lambda: self.inner.counter(key), lambda: self._counters.get(key, 0))
+
+    # --- container changes: while storage is out, each replica lists the nodes itself ---
+    async def note_container_change(self, node: str, container_id: str) -> None:
+        await self._or(lambda: self.inner.note_container_change(node, container_id), lambda: None)
+
+    async def container_changes(self, since: dict[str, int]) -> dict[str, ChangeLog]:
+        return await self._needs_backend(lambda: self.inner.container_changes(since))
 
     # --- rescheduling: decided with the shared store only -------------------------
     async def store_reschedulable(self, container_id: str, plan: str) -> None:

@@ -9,19 +9,24 @@ from swarmproxy.cluster import Cluster, Node
 from swarmproxy.config import HealthConfig
 from swarmproxy.local_nodes import DockerNode
 from swarmproxy.scheduler import Scheduler, make_scheduler
-from swarmproxy.storage import MemoryStorage
+from swarmproxy.storage import MemoryStorage, Storage
 
 
 @asynccontextmanager
 async def library_cluster(
-    nodes: Sequence[DockerNode], scheduler: Scheduler | None = None, *, interval: float = 60
+    nodes: Sequence[DockerNode],
+    scheduler: Scheduler | None = None,
+    *,
+    interval: float = 60,
+    storage: Storage | None = None,
 ) -> AsyncIterator[Cluster]:
-    """A started Cluster on the embedded storage over `nodes` (round robin unless
-    `scheduler` is given), closed on the way out. Its pings come every `interval` seconds:
-    seldom, so that a node's health during a test is what the test's own calls made it."""
+    """A started Cluster over `nodes` on `storage` (the embedded one unless given; round
+    robin unless `scheduler` is given), closed on the way out. Its pings come every
+    `interval` seconds: seldom, so that a node's health during a test is what the test's
+    own calls made it."""
     cluster = Cluster(
         [Node(n.name, n.tcp_address) for n in nodes],
-        MemoryStorage(),
+        storage or MemoryStorage(),
         scheduler or make_scheduler("round-robin"),
         HealthConfig(interval=interval),
     )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 from aiohttp import web
 
-from swarmproxy.api.context import cluster_of, json_response, read_body, target_of
+from swarmproxy.api.context import Handler, cluster_of, json_response, read_body, target_of
 from swarmproxy.api.forward import NODE_KEY, forward, relay, upstream_headers, upstream_path
 from swarmproxy.cluster import Node
+from swarmproxy.cluster.container_lists import KeptQuery, label_filters
 from swarmproxy.cluster.creation import check_name
 from swarmproxy.cluster.listing import merge_containers
 from swarmproxy.node_client import TRANSPORT_ERRORS, operation_of
@@ -71,9 +72,34 @@ async def create(request: web.Request) -> web.Response:
     return web.Response(status=201, body=created.body, content_type="application/json")
 
 
+def _flag(value: str) -> bool:
+    """The daemon's reading of a boolean query parameter (httputils.BoolValue)."""
+    return value.strip().lower() not in ("", "0", "no", "false", "none")
+
+
+def _kept_query(query: Mapping[str, str]) -> KeptQuery | None:
+    """What the kept lists can answer: `all`, and label filters; nothing that changes the
+    answer's shape (size, a positive limit). The rest goes to the nodes."""
+    if not set(query) <= {"all", "size", "limit", "filters", "trunc_cmd"}:
+        return None
+    limit = query.get("limit", "").strip()
+    if _flag(query.get("size", "")) or (
+        limit and not (limit.lstrip("-").isdigit() and int(limit) <= 0)
+    ):
+        return None
+    labels = label_filters(query.get("filters", ""))
+    if labels is None:
+        return None
+    return KeptQuery(_flag(query.get("all", "")), labels)
+
+
 async def list_containers(request: web.Request) -> web.Response:
     cluster = cluster_of(request)
     path = upstream_path(request, "/containers/json")
+    kept = _kept_query(request.query)
+    if kept is not None:
+        body = await cluster.list_kept(kept, path, request.match_info.get("version", ""))
+        return web.Response(body=body, content_type="application/json")
     per_node = [(node, body or []) for node, body in await cluster.fan_out_json("GET", path)]
     try:
         limit = int(request.query.get("limit", "0") or 0)
@@ -87,9 +113,12 @@ async def prune(request: web.Request) -> web.Response:
     path = upstream_path(request, "/containers/prune")
     deleted: list[str] = []
     reclaimed = 0
-    for _node, body in await cluster.fan_out_json("POST", path):
-        deleted.extend(body.get("ContainersDeleted") or [])
+    for node, body in await cluster.fan_out_json("POST", path):
+        removed = body.get("ContainersDeleted") or []
+        deleted.extend(removed)
         reclaimed += body.get("SpaceReclaimed") or 0
+        for container_id in removed:
+            await shielded(cluster.note_change(node, container_id))
     await shielded(cluster.forget_containers(deleted))
     return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
@@ -115,6 +144,7 @@ async def remove(request: web.Request) -> web.StreamResponse:
     async def learn(status: int, payload: bytes) -> None:
         if status in (204, 404):
             await cluster.forget_container(target.id)
+            await cluster.note_change(target.node, target.id)
 
     return await _exchange(request, target.node, target.path, learn)
 
@@ -136,10 +166,37 @@ async def rename(request: web.Request) -> web.StreamResponse:
         async def learn(status: int, payload: bytes) -> None:
             if status == 204:
                 await cluster.container_renamed(target.id, target.node, claim)
+                await cluster.note_change(target.node, target.id)
             else:
                 await release()
 
         return await _exchange(request, target.node, target.path, learn, on_error=release)
+
+
+async def change(request: web.Request) -> web.StreamResponse:
+    """start, stop, kill and the like: the change is told to every replica's `ps` before
+    the client hears the node's (small) answer."""
+    target = target_of(request)
+    cluster = cluster_of(request)
+
+    async def learn(status: int, payload: bytes) -> None:
+        await cluster.note_change(target.node, target.id)
+
+    return await _exchange(request, target.node, target.path, learn)
+
+
+def noted_after(handler: Handler) -> Handler:
+    """For a stream that lasts until the container changes by itself (wait, attach): the
+    change is told to every replica when the stream ends."""
+
+    async def noting(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        finally:
+            target = target_of(request)
+            await shielded(cluster_of(request).note_change(target.node, target.id))
+
+    return noting
 
 
 async def exec_create(request: web.Request) -> web.StreamResponse:
