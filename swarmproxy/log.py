@@ -13,13 +13,20 @@ import os
 import queue
 import sys
 import time
+from contextvars import ContextVar
 from typing import Any
 
 _RESERVED = "fields"
 
+# The request a line is logged for: every line logged while serving it carries its ID.
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="")
+
 
 def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
     if logger.isEnabledFor(level):
+        request_id = REQUEST_ID.get()
+        if request_id:
+            fields.setdefault("request_id", request_id)
         logger.log(level, event, extra={_RESERVED: fields})
 
 

@@ -85,3 +85,21 @@ def test_the_proxy_serves_through_a_redis_outage(
         proxy.stop()
         for node in nodes:
             node.remove_all_containers()
+
+
+def test_an_idle_proxy_is_unready_as_soon_as_redis_is_gone(
+    nodes: list[DockerNode],
+    own_redis: list[RedisServer],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    server = own_redis[0]
+    proxy = Proxy.start(tmp_path_factory.mktemp("idle-outage"), nodes, server.url, "sp-idle:")
+    try:
+        wait_for(lambda: proxy.admin("GET", HEALTH)[0] == 200, timeout=15)
+        server.stop()
+        # No request has needed storage since: the health check asks it itself.
+        status, health = proxy.admin("GET", HEALTH)
+        assert status == 503 and health["Storage"]["Available"] is False
+        assert health["ReadyNodes"] == len(nodes)
+    finally:
+        proxy.stop()

@@ -19,6 +19,7 @@ Docker API. With `[admin] token`, every request needs `Authorization: Bearer <to
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from typing import Any
@@ -35,10 +36,12 @@ from swarmproxy.config import AdminConfig, ConfigError, node_from_table
 from swarmproxy.errors import BadRequest
 from swarmproxy.scheduler import SchedulingRequest
 from swarmproxy.scheduler.expressions import extract_placement
-from swarmproxy.storage import NodeRecord
+from swarmproxy.storage import NodeRecord, StorageError
 
 PREFIX = "/swarmproxy/v1"
 HEALTH = PREFIX + "/health"
+# Within a load balancer's usual check timeout.
+HEALTH_STORAGE_TIMEOUT = 2.0
 TOKEN = web.AppKey("admin-token", str)
 # Whether the request showed the admin token (or none is needed).
 AUTHORIZED = "swarmproxy.authorized"
@@ -82,12 +85,14 @@ async def health(request: web.Request) -> web.Response:
     """Ready when storage answers and at least one node takes containers: 200, else 503."""
     cluster = _cluster(request)
     outage = cluster.storage_outage
+    # Asked afresh: an idle proxy learns of an outage only when it next needs storage.
+    answered = outage is None and await _storage_answers(cluster)
     ready = [n for n in cluster.nodes if n.ready]
-    healthy = outage is None and bool(ready)
+    healthy = answered and bool(ready)
     body: dict[str, Any] = {
         "Status": "ready" if healthy else "unready",
         "Storage": {
-            "Available": outage is None,
+            "Available": answered,
             "Since": _when(outage.since) if outage else "",
             "Error": outage.error if outage and request[AUTHORIZED] else "",
         },
@@ -96,6 +101,14 @@ async def health(request: web.Request) -> web.Response:
     if request[AUTHORIZED]:
         body["Nodes"] = [node_view(n) for n in cluster.nodes]
     return json_response(body, 200 if healthy else 503)
+
+
+async def _storage_answers(cluster: Cluster) -> bool:
+    try:
+        await asyncio.wait_for(cluster.storage.ping(), HEALTH_STORAGE_TIMEOUT)
+    except (StorageError, TimeoutError):
+        return False
+    return True
 
 
 def _cluster(request: web.Request) -> Cluster:

@@ -4,6 +4,7 @@ version check, and the daemon's headers on what the proxy answers itself."""
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 
 from aiohttp import web
@@ -14,7 +15,7 @@ from swarmproxy.api.context import CLUSTER, CONFIG, TARGET_KEY, json_response
 from swarmproxy.api.forward import NODE_KEY
 from swarmproxy.cluster import versions
 from swarmproxy.errors import DockerError
-from swarmproxy.log import log_event
+from swarmproxy.log import REQUEST_ID, log_event
 from swarmproxy.storage import StorageError
 
 log = logging.getLogger("swarmproxy.http")
@@ -27,6 +28,11 @@ PREPARED_KEY = "swarmproxy.prepared"
 # Without it a merged error (`… (on node-1); … (on node-2)`) and the proxy's own 500 look
 # alike, both served under the proxy's Server header.
 PROXY_ERROR_HEADER = "X-Swarmproxy-Error"
+# Names each request in the logs and in its answer; one a client sends is kept, so that a
+# request can be followed from a load balancer or a CI job into the proxy's lines.
+REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID_KEY = "swarmproxy.request_id"
+_REQUEST_ID_MAX = 128
 
 
 def error_response(status: int, message: str) -> web.Response:
@@ -43,9 +49,19 @@ def _node_name(request: web.Request, response: web.StreamResponse | None) -> str
     return target.node.name if target is not None else ""
 
 
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    if 0 < len(given) <= _REQUEST_ID_MAX and given.isprintable() and " " not in given:
+        return given
+    return secrets.token_hex(8)
+
+
 @web.middleware
 async def request_log(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
+    request_id = request[_REQUEST_ID_KEY] = _request_id(request)
+    # Whatever is logged while the request is served (and by work it starts) names it.
+    token = REQUEST_ID.set(request_id)
     response: web.StreamResponse | None = None
     try:
         response = await handler(request)
@@ -61,6 +77,7 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
             node=_node_name(request, response),
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
+        REQUEST_ID.reset(token)
 
 
 def _cut(request: web.Request, error: Exception) -> None:
@@ -153,6 +170,8 @@ async def api_version(request: web.Request, handler: Handler) -> web.StreamRespo
 async def daemon_headers(request: web.Request, response: web.StreamResponse) -> None:
     """What a daemon sends on every answer; a node's own answers keep the node's."""
     request[PREPARED_KEY] = response
+    if _REQUEST_ID_KEY in request:
+        response.headers[REQUEST_ID_HEADER] = request[_REQUEST_ID_KEY]
     if NODE_KEY in response:
         return
     cluster = request.app[CLUSTER]
