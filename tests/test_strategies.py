@@ -91,6 +91,17 @@ async def test_round_robin_turns_are_shared_through_storage() -> None:
     assert (await second.select(nodes, asking())).name == "n2"
 
 
+async def test_round_robin_follows_the_nodes_given_each_time() -> None:
+    n1, n2, n3, n4 = node("n1"), node("n2"), node("n3"), node("n4")
+    rotation = RoundRobin(MemoryStorage())
+    given = [n3, n1, n2]
+    assert (await rotation.select(given, asking())).name == "n1"
+    # The same list, changed in place: its new nodes, in address order, take the turns.
+    given[1] = n4
+    assert (await rotation.select(given, asking())).name == "n3"
+    assert (await rotation.select([n2, n1], asking())).name == "n1"
+
+
 async def test_round_robin_in_dry_mode_goes_on_without_moving_the_real_turn() -> None:
     storage = MemoryStorage()
     nodes = [node("n1"), node("n2"), node("n3")]

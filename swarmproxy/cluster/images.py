@@ -117,6 +117,16 @@ def current_ids(record: ImageRecord) -> dict[str, str]:
     return {entry.node: entry.image_id for entry in record.history}
 
 
+def holder_addresses(record: ImageRecord, newest_only: bool = False) -> list[str]:
+    """The addresses of the nodes a record names as holders: the last written first, then
+    those holding the same image, then (unless `newest_only`) an older one."""
+    others = sorted(record.nodes - {record.last_node})
+    held = current_ids(record)
+    newest = [a for a in others if held.get(a) == record.last_id]
+    older = [] if newest_only else [a for a in others if held.get(a) != record.last_id]
+    return [record.last_node, *newest, *older]
+
+
 def _deletions_said(deletions: Sequence[dict[str, Any]]) -> str:
     """`Untagged: x:1, Deleted: sha256:…`, as the CLI prints a removal's lines."""
     return ", ".join(f"{kind}: {ref}" for line in deletions for kind, ref in line.items())
@@ -287,11 +297,7 @@ class ImageOperations(ClusterParts):
         if record is None:
             return []
         ready = {n.address: n for n in (self.ready_nodes() if among is None else among)}
-        others = sorted(record.nodes - {record.last_node})
-        held = current_ids(record)
-        newest = [a for a in others if held.get(a) == record.last_id]
-        older = [] if newest_only else [a for a in others if held.get(a) != record.last_id]
-        return [ready[a] for a in [record.last_node, *newest, *older] if a in ready]
+        return [ready[a] for a in holder_addresses(record, newest_only) if a in ready]
 
     async def _discover_image(self, ref: str, exclude: Sequence[Node] = ()) -> list[Node]:
         candidates = [n for n in self.ready_nodes() if n not in exclude]

@@ -8,7 +8,7 @@ next placement already counts the container just made (read-your-writes).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,9 @@ class NodeLoad:
     # The active containers' reservations summed, until the next change: every placement
     # weighs every node, and a node may carry many containers.
     _sums: Reservation | None = field(default=None, repr=False, compare=False)
+    # Told of every change: what keeps nodes in order of their load (weighing.Ranking)
+    # re-weighs only the nodes whose load changed.
+    _watchers: list[Callable[[], None]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def active(self) -> int:
@@ -64,34 +67,46 @@ class NodeLoad:
             self._sums = Reservation(sum(r.cpus for r in held), sum(r.memory for r in held))
         return self._sums
 
-    def created(self, container_id: str, reservation: Reservation | None = None) -> None:
+    def watch(self, watcher: Callable[[], None]) -> None:
+        self._watchers.append(watcher)
+
+    def _changed(self) -> None:
         self._sums = None
+        for watcher in self._watchers:
+            watcher()
+
+    def created(self, container_id: str, reservation: Reservation | None = None) -> None:
         if container_id not in self.running:
             self.pending.add(container_id)
         if reservation is not None:
             self.reserved[container_id] = reservation
+        self._changed()
 
     def started(self, container_id: str) -> None:
-        self._sums = None
         self.pending.discard(container_id)
         self.running.add(container_id)
+        self._changed()
 
     def stopped(self, container_id: str) -> None:
-        self._sums = None
         self.pending.discard(container_id)
         self.running.discard(container_id)
+        self._changed()
 
     def removed(self, container_id: str) -> None:
-        self._sums = None
-        self.stopped(container_id)
         self.reserved.pop(container_id, None)
+        self.stopped(container_id)
 
     def knows(self, container_id: str) -> bool:
         return container_id in self.reserved
 
     def replace(self, listing: list[dict[str, Any]], reserved: dict[str, Reservation]) -> None:
         """Take a fresh listing of the node (`/containers/json?all=1`) as the truth."""
-        self._sums = None
         self.pending = {c["Id"] for c in listing if c.get("State") == "created"}
         self.running = {c["Id"] for c in listing if c.get("State") in ("running", "paused")}
         self.reserved = reserved
+        self._changed()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NodeLoad:
+        # Dry mode's copy of a node carries the same containers, but nothing that watches
+        # the real node's load watches the copy's.
+        return NodeLoad(set(self.pending), set(self.running), dict(self.reserved))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from swarmproxy.scheduler.base import Scheduler, SchedulingRequest
@@ -26,6 +27,10 @@ class RoundRobin(Scheduler):
         self._turns = 0
         # Turns already taken elsewhere: dry mode goes on from the real rotation.
         self._offset = 0
+        # The last nodes given, and the same in address order: the candidates are most
+        # often the same nodes from one decision to the next, and comparing them with the
+        # last ones costs far less than sorting them again.
+        self._order: tuple[tuple[Node, ...], list[Node]] = ((), [])
 
     async def _take_turn(self) -> int:
         if self.storage is None:
@@ -38,13 +43,19 @@ class RoundRobin(Scheduler):
             return self._turns
         return self._offset + await self.storage.counter(COUNTER)
 
+    def _in_order(self, nodes: Sequence[Node]) -> list[Node]:
+        given = tuple(nodes)
+        if given != self._order[0]:
+            self._order = (given, sorted(given, key=attrgetter("address")))
+        return self._order[1]
+
     async def select(self, nodes: Sequence[Node], request: SchedulingRequest) -> Node:
-        ordered = _in_order(nodes)
+        ordered = self._in_order(nodes)
         return ordered[await self._take_turn() % len(ordered)]
 
     async def scores(self, nodes: Sequence[Node], request: SchedulingRequest) -> dict[Node, float]:
         """The node whose turn is next rates highest, the one after it next, and so on."""
-        ordered = _in_order(nodes)
+        ordered = self._in_order(nodes)
         turn = await self._next_turn() % len(ordered) if ordered else 0
         return {n: float(len(ordered) - (i - turn) % len(ordered)) for i, n in enumerate(ordered)}
 
@@ -54,7 +65,3 @@ class RoundRobin(Scheduler):
         # Dry mode's storage counts from zero: its turns start where the real ones are.
         copy._offset = await self._next_turn()
         return copy
-
-
-def _in_order(nodes: Sequence[Node]) -> list[Node]:
-    return sorted(nodes, key=lambda n: n.address)

@@ -1,13 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-from swarmproxy.scheduler.base import SchedulingRequest
-from swarmproxy.scheduler.weighing import Weighing, weights
-
-if TYPE_CHECKING:
-    from swarmproxy.cluster.node import Node
+from swarmproxy.scheduler.weighing import Weighing, Weight
 
 
 class Spread(Weighing):
@@ -16,5 +9,5 @@ class Spread(Weighing):
 
     name = "spread"
 
-    async def scores(self, nodes: Sequence[Node], request: SchedulingRequest) -> dict[Node, float]:
-        return {node: -weight.fullness for node, weight in weights(nodes, request).items()}
+    def rate(self, weight: Weight) -> float:
+        return -weight.fullness

@@ -29,6 +29,9 @@ class AffinityFilter(Filter):
     async def judge(
         self, nodes: Sequence[Node], request: SchedulingRequest, context: PlacementContext
     ) -> dict[Node, str]:
+        if not request.affinities:
+            # `sift` would still visit every node.
+            return {}
         expressions = parse_expressions(request.affinities, "affinity")
         looked_up = [e for e in expressions if _is_image_lookup(e)]
         holders = await asyncio.gather(*(context.image_nodes(e.value) for e in looked_up))

@@ -21,5 +21,8 @@ class ConstraintFilter(Filter):
     async def judge(
         self, nodes: Sequence[Node], request: SchedulingRequest, context: PlacementContext
     ) -> dict[Node, str]:
+        if not request.constraints:
+            # `sift` would still visit every node.
+            return {}
         expressions = parse_expressions(request.constraints, "constraint")
         return sift(nodes, expressions, constraint_failure)

@@ -46,6 +46,10 @@ class DependencyFilter(Filter):
         host_config: dict[str, Any] = request.config.get("HostConfig") or {}
         containers = list(dict.fromkeys(_containers(host_config)))
         volumes = list(dict.fromkeys(_volumes(host_config)))
+        if not containers and not volumes:
+            # Gathering nothing would still hand the event loop to other tasks in the
+            # middle of the placement.
+            return {}
         container_nodes, volume_nodes = await asyncio.gather(
             asyncio.gather(*(context.container_node(ref) for ref in containers)),
             asyncio.gather(*(context.volume_nodes(name) for name in volumes)),
