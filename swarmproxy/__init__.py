@@ -5,9 +5,15 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__version__ = "0.1.0"
+try:
+    # pyproject.toml is the one place the version is written; the installed metadata carries it.
+    __version__ = version("swarmproxy")
+except PackageNotFoundError:
+    # A checkout on sys.path that was never installed has no metadata to read.
+    __version__ = "0+unknown"
 __all__ = ["Cluster", "Node", "__version__"]
 
 

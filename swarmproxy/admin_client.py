@@ -1,5 +1,5 @@
-"""A small client of the admin API, for `swarmproxy node`: plain HTTP over TCP or a unix
-socket, one request per connection."""
+"""A small client of the admin API, for `swarmproxy node`, `schedule` and `status`: plain HTTP
+over TCP or a unix socket, one request per connection."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ TIMEOUT = 30.0
 
 class AdminError(Exception):
     """The admin API refused, or could not be reached."""
+
+
+def refusal(status: int, answer: Any) -> AdminError:
+    """The admin API's answer of `status` as an error: its message, when it gave one."""
+    message = answer.get("message") if isinstance(answer, dict) else None
+    return AdminError(message or f"the admin API answered {status}")
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -40,6 +46,14 @@ class AdminClient:
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """The JSON answer; AdminError with the API's message on any refusal."""
+        status, answer = self.request(method, path, body)
+        if status >= 400:
+            raise refusal(status, answer)
+        return answer
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """The status and the JSON answer, whatever the status (health answers 503 with its
+        verdict); AdminError when there is no JSON answer to be had."""
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -49,12 +63,13 @@ class AdminClient:
             connection.request(method, path, body=data, headers=headers)
             response = connection.getresponse()
             payload = response.read()
-        except OSError as e:
+        except (OSError, http.client.HTTPException) as e:
             raise AdminError(f"cannot reach the admin API at {self.address}: {e}") from None
         finally:
             connection.close()
-        answer = json.loads(payload) if payload else None
-        if response.status >= 400:
-            message = answer.get("message") if isinstance(answer, dict) else None
-            raise AdminError(message or f"the admin API answered {response.status}")
-        return answer
+        try:
+            return response.status, json.loads(payload) if payload else None
+        except ValueError:
+            raise AdminError(
+                f"{self.address} answered {response.status} without JSON: is it the admin API?"
+            ) from None

@@ -3,50 +3,56 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from swarmproxy import __version__, log, node_cli, schedule_cli
+from swarmproxy import __version__, config_cli, log, node_cli, schedule_cli, status_cli
 from swarmproxy import config as config_module
 from swarmproxy.admin_client import DEFAULT_ADMIN
 from swarmproxy.config import Config, ConfigError
+from swarmproxy.config_cli import EXIT_CONFIG, build_config
 
-EXIT_CONFIG = 2
+EXIT_STATUS = f"""exit status:
+  0  done; `status`: the proxy is ready; `config check`: the config is valid
+  1  an error: the admin API refused a call or could not be reached, the proxy is
+     not ready (`status`), no node can take the container (`schedule`)
+  {EXIT_CONFIG}  a usage error, or a config that is not valid"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every command's help ends with the exit statuses; subcommands are made of this class
+    too, so `swarmproxy node ls -h` shows them as `swarmproxy -h` does."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", EXIT_STATUS)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(**kwargs)
+
+
+def _count(text: str) -> int:
+    count = int(text) if text.isdigit() else 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return count
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="swarmproxy",
         description="One Docker Engine API in front of many Docker daemons.",
     )
-    parser.add_argument("--version", action="version", version=f"swarmproxy {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"swarmproxy {__version__}",
+        help="print the version and exit",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve the Docker API for the configured nodes")
-    serve.add_argument("--config", "-c", metavar="PATH", help="TOML config file")
-    serve.add_argument(
-        "--listen",
-        "-l",
-        action="append",
-        metavar="ADDR",
-        help="tcp://HOST:PORT or unix:///PATH to listen on; repeat for several; "
-        "replaces the config's server.listen",
-    )
-    serve.add_argument(
-        "--node",
-        "-n",
-        action="append",
-        metavar="[NAME=]ADDR",
-        help="a node (tcp://HOST:PORT or unix:///PATH); repeat for several; "
-        "replaces the config's nodes unless --add-nodes",
-    )
-    serve.add_argument(
-        "--add-nodes",
-        action="store_true",
-        help="add the --node flags to the config's nodes instead of replacing them",
-    )
-
+    config_cli.add_config_options(serve)
+    config_cli.add_parser(commands)
+    status_cli.add_parser(commands)
     node_cli.add_parser(commands)
     schedule_cli.add_parser(commands)
 
@@ -54,9 +60,21 @@ def _parser() -> argparse.ArgumentParser:
         "dev-cluster",
         help="start local dockerd nodes and serve them (needs root and dockerd)",
     )
-    dev.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
-    dev.add_argument("--listen", default=config_module.DEFAULT_LISTEN, metavar="ADDR")
-    dev.add_argument("--storage", default="memory://", metavar="URL")
+    dev.add_argument(
+        "--nodes", type=_count, default=3, metavar="N", help="how many nodes (default 3)"
+    )
+    dev.add_argument(
+        "--listen",
+        default=config_module.DEFAULT_LISTEN,
+        metavar="ADDR",
+        help=f"where the Docker API is served (default {config_module.DEFAULT_LISTEN})",
+    )
+    dev.add_argument(
+        "--storage",
+        default="memory://",
+        metavar="URL",
+        help="the index's storage, as [storage] url (default memory://)",
+    )
     dev.add_argument(
         "--admin",
         default=DEFAULT_ADMIN,
@@ -64,52 +82,10 @@ def _parser() -> argparse.ArgumentParser:
         help=f"the admin API's listener, for `swarmproxy node` (default {DEFAULT_ADMIN}; "
         '"" for none)',
     )
-    dev.add_argument("--workdir", metavar="DIR", help="where the nodes keep their data")
+    dev.add_argument(
+        "--workdir", metavar="DIR", help="where the nodes keep their data (default: under /tmp)"
+    )
     return parser
-
-
-def build_config(args: argparse.Namespace) -> Config:
-    config = config_module.load(args.config)
-    if args.listen:
-        for address in args.listen:
-            config_module.from_dict({"server": {"listen": [address]}})  # validates it
-        config.server.listen = list(args.listen)
-    if args.node:
-        nodes = [config_module.parse_node(spec, "--node") for spec in args.node]
-        config.nodes = (config.nodes + nodes) if args.add_nodes else nodes
-        config_module.from_dict(
-            {"nodes": [{"address": n.address, "name": n.name} for n in config.nodes]}
-        )
-    from swarmproxy.scheduler import make_scheduler
-    from swarmproxy.scheduler.filters import make_filters
-
-    try:
-        make_scheduler(config.scheduler.strategy)
-    except ValueError as e:
-        raise ConfigError("scheduler.strategy", str(e)) from None
-    try:
-        make_filters(config.scheduler.filters)
-    except ValueError as e:
-        raise ConfigError("scheduler.filters", str(e)) from None
-    if "health" not in config.scheduler.filters:
-        # Scheduling must never pick a node that is down or drained.
-        raise ConfigError("scheduler.filters", "must include health")
-    from swarmproxy.cluster.healer import load_healer
-    from swarmproxy.cluster.hooks import EVENTS, load_hook
-
-    try:
-        load_healer(config.health.healer)
-    except ValueError as e:
-        raise ConfigError("health.healer", str(e)) from None
-    for event in EVENTS:
-        for spec in getattr(config.hooks, event):
-            try:
-                load_hook(spec)
-            except ValueError as e:
-                raise ConfigError(f"hooks.{event}", str(e)) from None
-    if not config.nodes:
-        raise ConfigError("nodes", "no node given: add [[nodes]] to the config or --node")
-    return config
 
 
 def run(coroutine: Coroutine[Any, Any, None]) -> None:
@@ -125,8 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             config = build_config(args)
         except ConfigError as e:
-            print(f"swarmproxy: config error: {e}", file=sys.stderr)
-            return EXIT_CONFIG
+            return config_cli.report(e)
         log.setup(config.log.level, config.log.format)
         from swarmproxy.api.app import serve
 
@@ -145,15 +120,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             unix,
             lambda workers: run(serve(config, reload=reload, workers=workers)),
         )
+    if args.command == "config":
+        return config_cli.run(args)
+    if args.command == "status":
+        return status_cli.run(args)
     if args.command == "node":
         return node_cli.run(args)
     if args.command == "schedule":
         return schedule_cli.run(args)
     if args.command == "dev-cluster":
-        from swarmproxy.devcluster import run_dev_cluster
+        from swarmproxy.devcluster import dev_config, run_dev_cluster
 
-        status: int = run_dev_cluster(
-            args.nodes, args.listen, args.storage, args.workdir, args.admin
-        )
-        return status
+        try:
+            config = dev_config(args.listen, args.storage, args.admin)
+        except ConfigError as e:
+            return config_cli.report(e)
+        return run_dev_cluster(config, args.nodes, args.workdir)
     return 1

@@ -31,6 +31,9 @@ from swarmproxy.tls import (
 )
 
 ENV_PREFIX = "SWARMPROXY_"
+# Where the commands that talk to a running proxy (`node`, `schedule`, `status`) find its
+# admin API: theirs, not a setting of `serve`, which must start with it exported.
+ADMIN_VARIABLE = "SWARMPROXY_ADMIN"
 DEFAULT_LISTEN = "tcp://127.0.0.1:2375"
 
 
@@ -216,6 +219,11 @@ _TABLES = {("server", "tls"): SERVER_SETTINGS}
 
 def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Read `path` (if any), apply the environment, validate."""
+    return from_dict(read(path, env))
+
+
+def read(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The settings of `path` (if any) with the environment's over them, not yet validated."""
     raw: dict[str, Any] = {}
     if path is not None:
         try:
@@ -226,28 +234,58 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(str(path), f"invalid TOML: {e}") from e
     _apply_env(raw, os.environ if env is None else env)
-    return from_dict(raw)
+    return raw
 
 
 def from_dict(raw: Mapping[str, Any]) -> Config:
+    config, problems = check(raw)
+    if problems:
+        raise problems[0]
+    return config
+
+
+def check(raw: Mapping[str, Any]) -> tuple[Config, list[ConfigError]]:
+    """The config `raw` describes, and every problem in it, in the order `from_dict` meets
+    them. A bad key keeps its default; how keys combine is checked once each key is valid,
+    so that one mistake is not reported again as the clashes it causes."""
     config = Config()
+    problems: list[ConfigError] = []
     for section, value in raw.items():
-        if section == "nodes":
-            config.nodes = _nodes(value)
-            continue
-        if section == "policy":
-            config.policy = _policy(value)
-            continue
-        cls = _SECTIONS.get(section)
-        if cls is None:
-            raise ConfigError(section, "unknown section")
-        if not isinstance(value, Mapping):
-            raise ConfigError(section, "must be a table")
-        target = getattr(config, section)
-        for key, item in value.items():
+        try:
+            _section(config, section, value, problems)
+        except ConfigError as e:
+            problems.append(e)
+    if not problems:
+        try:
+            _check_combinations(config)
+        except ConfigError as e:
+            problems.append(e)
+    return config, problems
+
+
+def _section(config: Config, section: str, value: Any, problems: list[ConfigError]) -> None:
+    if section == "nodes":
+        config.nodes = _nodes(value, problems)
+        return
+    if section == "policy":
+        config.policy = _policy(value)
+        return
+    cls = _SECTIONS.get(section)
+    if cls is None:
+        raise ConfigError(section, "unknown section")
+    if not isinstance(value, Mapping):
+        raise ConfigError(section, "must be a table")
+    target = getattr(config, section)
+    for key, item in value.items():
+        try:
             if key not in cls.__dataclass_fields__:
                 raise ConfigError(f"{section}.{key}", "unknown key")
             setattr(target, key, _value(section, key, item))
+        except ConfigError as e:
+            problems.append(e)
+
+
+def _check_combinations(config: Config) -> None:
     _check_unique_nodes(config.nodes)
     if config.policy.clients and (config.server.tls is None or not config.server.tls.client_ca):
         # Without client certificates no client has a subject: the tables would never apply.
@@ -256,7 +294,6 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
         # Each worker would keep an index of its own: names, rotation and routes would
         # differ from one request to the next.
         raise ConfigError("server.workers", "more than 1 needs shared storage (a Redis url)")
-    return config
 
 
 def parse_node(spec: str, key: str = "nodes") -> NodeConfig:
@@ -326,10 +363,16 @@ def _value(section: str, key: str, value: Any) -> Any:
     return value
 
 
-def _nodes(value: Any) -> list[NodeConfig]:
+def _nodes(value: Any, problems: list[ConfigError]) -> list[NodeConfig]:
     if not isinstance(value, list):
         raise ConfigError("nodes", "must be an array of tables ([[nodes]])")
-    return [_node(item, f"nodes[{i}]") for i, item in enumerate(value)]
+    nodes = []
+    for i, item in enumerate(value):
+        try:
+            nodes.append(_node(item, f"nodes[{i}]"))
+        except ConfigError as e:
+            problems.append(e)
+    return nodes
 
 
 def _node(item: Any, key: str) -> NodeConfig:
@@ -405,9 +448,14 @@ def _check_unique_nodes(nodes: list[NodeConfig]) -> None:
         seen_names.add(node.name)
 
 
+def is_setting(var: str) -> bool:
+    """Whether an environment variable is read as a setting."""
+    return var.startswith(ENV_PREFIX) and var != ADMIN_VARIABLE
+
+
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     for var, text in env.items():
-        if not var.startswith(ENV_PREFIX):
+        if not is_setting(var):
             continue
         rest = var[len(ENV_PREFIX) :].lower()
         if rest == "nodes":

@@ -6,38 +6,34 @@ import logging
 import pathlib
 import sys
 
-from swarmproxy import log
-from swarmproxy.config import AdminConfig, Config, NodeConfig, ServerConfig, StorageConfig
-from swarmproxy.local_nodes import start_nodes, stop_nodes
+from swarmproxy import config as config_module
+from swarmproxy import local_nodes, log
+from swarmproxy.config import Config, NodeConfig
+from swarmproxy.local_nodes import DockerNode, start_nodes, stop_nodes
 from swarmproxy.log import log_event
 
 logger = logging.getLogger("swarmproxy.devcluster")
 
 
-def run_dev_cluster(
-    count: int, listen: str, storage_url: str, workdir: str | None, admin: str = ""
-) -> int:
+def dev_config(listen: str, storage_url: str, admin: str) -> Config:
+    """The proxy's config, all but its nodes: checked before any node starts, so that a bad
+    flag costs no daemon."""
+    return config_module.from_dict(
+        {
+            "server": {"listen": [listen], "name": "dev-cluster"},
+            "admin": {"listen": [admin] if admin else []},
+            "storage": {"url": storage_url},
+        }
+    )
+
+
+def run_dev_cluster(config: Config, count: int, workdir: str | None) -> int:
+    nodes = _start_nodes(count, pathlib.Path(workdir) if workdir else None)
     log.setup()
-    log_event(logger, logging.INFO, "starting nodes", count=count)
-    nodes = start_nodes(count, base=pathlib.Path(workdir) if workdir else None)
     try:
-        config = Config(
-            server=ServerConfig(listen=[listen], name="dev-cluster"),
-            admin=AdminConfig(listen=[admin] if admin else []),
-            storage=StorageConfig(url=storage_url),
-            nodes=[NodeConfig(address=n.tcp_address, name=n.name) for n in nodes],
-        )
-        for node in nodes:
-            log_event(
-                logger,
-                logging.INFO,
-                "node started",
-                node=node.name,
-                addr=node.tcp_address,
-                data=str(node.workdir),
-            )
+        config.nodes = [NodeConfig(address=n.tcp_address, name=n.name) for n in nodes]
         # The one line a user needs, on stdout so that it can be captured.
-        sys.stdout.write(f"export DOCKER_HOST={listen}\n")
+        sys.stdout.write(f"export DOCKER_HOST={config.server.listen[0]}\n")
         sys.stdout.flush()
         from swarmproxy.api.app import serve
         from swarmproxy.cli import run
@@ -47,3 +43,17 @@ def run_dev_cluster(
         log_event(logger, logging.INFO, "stopping nodes", count=len(nodes))
         stop_nodes(nodes)
     return 0
+
+
+def _start_nodes(count: int, base: pathlib.Path | None) -> list[DockerNode]:
+    """start_nodes, with what it tells of each node (started, ready, image loaded) shown on
+    stderr as plain lines while it runs: the proxy's structured log begins when it serves."""
+    progress = logging.StreamHandler(sys.stderr)
+    progress.setFormatter(logging.Formatter("%(message)s"))
+    nodes_log = logging.getLogger(local_nodes.__name__)
+    nodes_log.addHandler(progress)
+    nodes_log.setLevel(logging.INFO)
+    try:
+        return start_nodes(count, base=base)
+    finally:
+        nodes_log.removeHandler(progress)

@@ -677,9 +677,11 @@ def start_nodes(
             )
             with started_lock:
                 started.append(node)
+            launched = time.monotonic()
             node._launch()
             try:
                 node._wait_ready()
+                log.info("%s: ready in %.1fs", node.name, time.monotonic() - launched)
                 break
             except _PortInUse:
                 # Someone grabbed the port between our probe and dockerd's bind.
@@ -690,9 +692,13 @@ def start_nodes(
                     started.remove(node)
                     port = _free_ports(1, used_ports)[0]
                     used_ports.add(port)
+        loading = time.monotonic()
+        log.info("%s: loading %s", node.name, IMAGE)
         node._load_image(image)
+        log.info("%s: %s loaded in %.1fs", node.name, IMAGE, time.monotonic() - loading)
         return node
 
+    log.info("starting %d dockerd nodes under %s", count, base)
     t0 = time.monotonic()
     try:
         with ThreadPoolExecutor(max_workers=count, thread_name_prefix="dockerd-start") as pool:

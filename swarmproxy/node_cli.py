@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from swarmproxy import config
 from swarmproxy.admin_client import DEFAULT_ADMIN, AdminClient, AdminError
 from swarmproxy.cluster.node import CREATED, CREATION_STATUSES, DISABLED
+from swarmproxy.config import ADMIN_VARIABLE, ConfigError
 
 NODES = "/swarmproxy/v1/nodes"
 COLUMNS = ("NAME", "ADDRESS", "STATUS", "CONTAINERS", "LAST SUCCESS", "LAST ERROR", "LABELS")
@@ -21,9 +23,11 @@ def add_admin_options(parser: argparse.ArgumentParser) -> None:
     """Where a command finds the running proxy's admin API."""
     parser.add_argument(
         "--admin",
-        default=os.environ.get("SWARMPROXY_ADMIN", DEFAULT_ADMIN),
+        default=os.environ.get(ADMIN_VARIABLE, DEFAULT_ADMIN),
+        type=_admin_address,
         metavar="ADDR",
-        help=f"the proxy's admin listener (default $SWARMPROXY_ADMIN or {DEFAULT_ADMIN})",
+        help=f"the proxy's admin listener, tcp://HOST:PORT or unix:///PATH "
+        f"(default ${ADMIN_VARIABLE} or {DEFAULT_ADMIN})",
     )
     parser.add_argument(
         "--token",
@@ -32,18 +36,49 @@ def add_admin_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _admin_address(address: str) -> str:
+    """An address as [admin] listen takes it: a bad one is a usage error (exit 2)."""
+    try:
+        config.from_dict({"admin": {"listen": [address]}})
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("admin.listen: ")) from None
+    return address
+
+
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    """--format for the commands that show what the admin API answered."""
+    parser.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="a table to read (the default), or the admin API's JSON answer for scripts",
+    )
+    parser.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="same as --format json"
+    )
+
+
 def add_parser(commands: Any) -> None:
     node = commands.add_parser("node", help="list and manage the nodes of a running proxy")
     add_admin_options(node)
     actions = node.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ls = actions.add_parser("ls", help="every node with its status")
-    ls.add_argument("--label", action="append", default=[], metavar="K=V", help="filter")
-    ls.add_argument("--json", action="store_true", help="the admin API's JSON")
+    ls = actions.add_parser("ls", help="every node with its status, drained ones included")
+    ls.add_argument(
+        "--label", action="append", default=[], metavar="K=V", help="only nodes with this label"
+    )
+    add_format_option(ls)
     add = actions.add_parser("add", help="register a node")
     add.add_argument("address", help="tcp://HOST:PORT or unix:///PATH")
-    add.add_argument("--name", default="")
-    add.add_argument("--label", action="append", default=[], metavar="K=V")
-    add.add_argument("--creation-status", choices=CREATION_STATUSES, default=CREATED)
+    add.add_argument("--name", default="", help="its name (default: from the address)")
+    add.add_argument(
+        "--label", action="append", default=[], metavar="K=V", help="a label; repeat for several"
+    )
+    add.add_argument(
+        "--creation-status",
+        choices=CREATION_STATUSES,
+        default=CREATED,
+        help="only `created` nodes take new containers (default created)",
+    )
     for item, what in (
         ("ca", "the CA that signed the node's certificate"),
         ("cert", "the proxy's client certificate for the node"),
@@ -53,7 +88,7 @@ def add_parser(commands: Any) -> None:
     rm = actions.add_parser("rm", help="unregister nodes")
     rm.add_argument("nodes", nargs="+", metavar="NODE", help="name or address")
     update = actions.add_parser("update", help="set or drop labels, in one atomic change")
-    update.add_argument("node", metavar="NODE")
+    update.add_argument("node", metavar="NODE", help="name or address")
     update.add_argument("--label", action="append", default=[], metavar="K=V", help="set")
     update.add_argument("--label-rm", action="append", default=[], metavar="K", help="drop")
     update.add_argument(
@@ -62,7 +97,9 @@ def add_parser(commands: Any) -> None:
         help="only `created` nodes take new containers",
     )
     for action, what in (("drain", "take no new containers"), ("enable", "take them again")):
-        actions.add_parser(action, help=what).add_argument("node", metavar="NODE")
+        actions.add_parser(action, help=what).add_argument(
+            "node", metavar="NODE", help="name or address"
+        )
 
 
 def _labels(pairs: Sequence[str]) -> dict[str, str]:
@@ -96,7 +133,8 @@ def _creation(status: str) -> str:
     return ", drained" if status == DISABLED else f", {status}"
 
 
-def _table(nodes: list[dict[str, Any]]) -> str:
+def nodes_table(nodes: list[dict[str, Any]]) -> str:
+    """Nodes as the admin API shows them, one line each."""
     rows = [
         (
             n["Name"],
@@ -150,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"swarmproxy: {e}", file=sys.stderr)
         return 1
     if args.action == "ls":
-        print(json.dumps(answer, indent=2) if args.json else _table(answer))
+        print(json.dumps(answer, indent=2) if args.format == "json" else nodes_table(answer))
     elif isinstance(answer, dict):
-        print(_table([answer]))
+        print(nodes_table([answer]))
     return 0

@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from swarmproxy.admin_client import AdminClient, AdminError
-from swarmproxy.node_cli import add_admin_options, table
+from swarmproxy.node_cli import add_admin_options, add_format_option, table
 
 SCHEDULE = "/swarmproxy/v1/schedule"
 COLUMNS = ("NODE", "RESULT", "SCORE", "WHY")
@@ -24,19 +24,49 @@ def add_parser(commands: Any) -> None:
         "schedule", help="where a container would go, and why (nothing is created)"
     )
     add_admin_options(schedule)
-    schedule.add_argument("--image", required=True)
-    schedule.add_argument("--name", default="")
-    schedule.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
-    schedule.add_argument("-l", "--label", action="append", default=[], metavar="K=V")
-    schedule.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST:PORT")
-    schedule.add_argument("-v", "--volume", action="append", default=[], metavar="NAME:PATH")
-    schedule.add_argument("--volumes-from", action="append", default=[], metavar="CONTAINER")
-    schedule.add_argument("--link", action="append", default=[], metavar="NAME:ALIAS")
-    schedule.add_argument("--network", default="", metavar="MODE")
-    schedule.add_argument("--cpus", type=float, default=0.0)
+    schedule.add_argument("--image", required=True, help="the container's image")
+    schedule.add_argument("--name", default="", help="the container's name")
+    schedule.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="environment, constraint:EXPR and affinity:EXPR included; repeat for several",
+    )
+    schedule.add_argument(
+        "-l", "--label", action="append", default=[], metavar="K=V", help="a container label"
+    )
+    schedule.add_argument(
+        "-p",
+        "--publish",
+        action="append",
+        default=[],
+        metavar="[IP:]HOST:PORT",
+        help="a published port (the port filter)",
+    )
+    schedule.add_argument(
+        "-v", "--volume", action="append", default=[], metavar="NAME:PATH", help="a volume"
+    )
+    schedule.add_argument(
+        "--volumes-from",
+        action="append",
+        default=[],
+        metavar="CONTAINER",
+        help="a container whose volumes it mounts",
+    )
+    schedule.add_argument(
+        "--link", action="append", default=[], metavar="NAME:ALIAS", help="a linked container"
+    )
+    schedule.add_argument(
+        "--network", default="", metavar="MODE", help="network mode, e.g. container:NAME"
+    )
+    schedule.add_argument("--cpus", type=float, default=0.0, help="CPUs it reserves")
     schedule.add_argument("-m", "--memory", default="", metavar="BYTES", help="e.g. 512m")
-    schedule.add_argument("--node", action="append", default=[], help="only these nodes")
-    schedule.add_argument("--json", action="store_true", help="the admin API's JSON")
+    schedule.add_argument(
+        "--node", action="append", default=[], help="only these nodes; repeat for several"
+    )
+    add_format_option(schedule)
 
 
 def create_body(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     except AdminError as e:
         print(f"swarmproxy: {e}", file=sys.stderr)
         return 1
-    if args.json:
+    if args.format == "json":
         print(json.dumps(answer, indent=2))
         return 0
     print(table(COLUMNS, _rows(answer)))
