@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from swarmproxy import __version__, config_cli, log, node_cli, schedule_cli, status_cli
 from swarmproxy import config as config_module
 from swarmproxy.admin_client import DEFAULT_ADMIN
 from swarmproxy.config import Config, ConfigError
 from swarmproxy.config_cli import EXIT_CONFIG, build_config
+
+if TYPE_CHECKING:
+    from swarmproxy.workers import Workers
 
 EXIT_STATUS = f"""exit status:
   0  done; `status`: the proxy is ready; `config check`: the config is valid
@@ -103,23 +106,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as e:
             return config_cli.report(e)
         log.setup(config.log.level, config.log.format)
-        from swarmproxy.api.app import serve
 
         def reload() -> Config:
             # SIGHUP reads the file again, with the same flags over it.
             return build_config(args)
 
+        def serve(workers: Workers | None = None) -> None:
+            # Imported here: in a worker, after the supervisor has set up the metrics'
+            # shared directory, which prometheus-client reads once, when first imported.
+            from swarmproxy.api.app import serve
+
+            run(serve(config, reload=reload, workers=workers))
+
         if config.server.workers == 1:
-            run(serve(config, reload=reload))
+            serve()
             return 0
         from swarmproxy.workers import supervise
 
         unix = [a for a in config.server.listen + config.admin.listen if a.startswith("unix://")]
-        return supervise(
-            config.server.workers,
-            unix,
-            lambda workers: run(serve(config, reload=reload, workers=workers)),
-        )
+        return supervise(config.server.workers, unix, serve)
     if args.command == "config":
         return config_cli.run(args)
     if args.command == "status":

@@ -36,8 +36,9 @@ TRANSPORT_ERRORS = (
 POOL_LIMIT = 0  # unlimited
 KEEPALIVE_SECONDS = 30.0
 # Bytes a node's streamed answer may run ahead of its reader before the node is paused
-# (twice this, as asyncio and aiohttp count it). Their 64 KiB default halved exec -i
-# throughput (pauses and resumes every few packets); this bounds a slow client's stream.
+# (twice this, as asyncio and aiohttp count it; a hijacked stream is read this way only
+# until its 101). aiohttp's 64 KiB default paused the node every few reads; this bounds a
+# slow client's stream.
 STREAM_BUFFER = 256 * 1024
 CONNECT_TIMEOUT = 10.0
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +30,8 @@ log = logging.getLogger("swarmproxy.workers")
 # only fail again (a port taken, storage refused at start).
 _MIN_LIFETIME = 5.0
 _PASSED_ON = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# prometheus-client's multiprocess mode: where each worker writes its figures.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,10 @@ class Workers:
 def supervise(count: int, unix_addresses: list[str], serve: Callable[[Workers], None]) -> int:
     """Run `serve` in `count` forked workers until they have all stopped; the exit status
     is 0 when they stopped on a signal, 1 when one could not keep running."""
+    # Before anything imports prometheus-client, which reads it once: each worker's figures
+    # go to files there, for a scrape of any worker to add up.
+    metrics_dir = tempfile.mkdtemp(prefix="swarmproxy-metrics-")
+    os.environ[MULTIPROCESS_DIR] = metrics_dir
     from swarmproxy.api.app import bind_unix
 
     sockets = {address: bind_unix(address) for address in unix_addresses}
@@ -83,6 +91,7 @@ def supervise(count: int, unix_addresses: list[str], serve: Callable[[Workers], 
         except ChildProcessError:
             break
         index, started = running.pop(pid)
+        _forget_worker_gauges(pid)
         code = os.waitstatus_to_exitcode(status)
         log_event(log, logging.INFO, "worker stopped", worker=index, pid=pid, status=code)
         if stopping:
@@ -96,4 +105,12 @@ def supervise(count: int, unix_addresses: list[str], serve: Callable[[Workers], 
         start(index)
     for sock in sockets.values():
         sock.close()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     return 1 if failed else 0
+
+
+def _forget_worker_gauges(pid: int) -> None:
+    """A dead worker's live gauges (open connections, streams) are no more."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

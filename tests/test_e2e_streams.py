@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 import json
+import os
 import pathlib
+import socket
 import subprocess
 import tarfile
 import time
@@ -29,6 +32,33 @@ def test_large_stdin_round_trip(cluster: Proxy) -> None:
     payload = bytes(range(256)) * 4096  # 1 MiB
     result = cluster.docker("run", "-i", "--rm", "busybox", "wc", "-c", input=payload, timeout=60)
     assert result.stdout.split() == [str(len(payload))]
+
+
+def test_exec_stdin_round_trip_is_byte_exact(cluster: Proxy) -> None:
+    """Random bytes through `exec -i cat` come back unchanged, in both directions of the
+    hijacked connection."""
+    cluster.docker("run", "-d", "--name", "echoer", "busybox", "sleep", "300")
+    payload = os.urandom(16 * 1024 * 1024)
+    env = cli_env(cluster.address, cluster.workdir / "cli")
+    result = subprocess.run(
+        ["docker", "exec", "-i", "echoer", "cat"],
+        input=payload,
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    assert len(result.stdout) == len(payload)
+    assert hashlib.sha256(result.stdout).digest() == hashlib.sha256(payload).digest()
+
+
+def test_exec_output_that_comes_right_behind_the_upgrade(cluster: Proxy) -> None:
+    """An exec that writes at once and exits: its output travels with or just after the
+    node's 101, before the proxy pumps the connection, and none of it is lost."""
+    cluster.docker("run", "-d", "--name", "quick", "busybox", "sleep", "300")
+    expected = "".join(f"{i}\n" for i in range(1, 20001))
+    for _ in range(5):
+        assert cluster.docker("exec", "quick", "seq", "1", "20000").stdout == expected
 
 
 def test_exec(cluster: Proxy) -> None:
@@ -258,3 +288,109 @@ def test_a_client_that_goes_away_cancels_the_request_to_the_node(
         time.sleep(0.1)
     assert _connections_to_nodes(cluster, nodes) <= baseline
     assert cluster.request("GET", "/_ping")[0] == 200
+
+
+def _rss(pid: int) -> int:
+    """A process's resident memory, in bytes."""
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def _unread_from_node(proxy: Proxy, node: DockerNode) -> int:
+    """Bytes the node sent that wait in the proxy's sockets to it, unread."""
+    listing = subprocess.run(
+        ["ss", "-Htnp", "state", "established"], capture_output=True, text=True, check=True
+    ).stdout
+    return sum(
+        int(line.split()[0])
+        for line in listing.splitlines()
+        if f"pid={proxy.process.pid}," in line and line.split()[3] == f"127.0.0.1:{node.port}"
+    )
+
+
+def _await_throttled(proxy: Proxy, node: DockerNode) -> None:
+    """Until the node's output piles up unread in the proxy's socket to it: the proxy has
+    stopped reading from the node because its client does not read."""
+    deadline = time.monotonic() + 20
+    while _unread_from_node(proxy, node) == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _unread_from_node(proxy, node) > 0, "the proxy kept reading for a client that does not"
+
+
+# Far below what the streams below would take if the proxy held them.
+MEMORY_BOUND = 24 * 1024 * 1024
+
+
+def test_a_hijacked_stream_nobody_reads_throttles_the_node(
+    cluster: Proxy, nodes: list[DockerNode]
+) -> None:
+    node = nodes[0]
+    cluster.docker(
+        "run",
+        "-d",
+        "--name",
+        "spew",
+        "-e",
+        f"constraint:node=={node.name}",
+        "busybox",
+        "sleep",
+        "300",
+    )
+    status, created = cluster.json(
+        "POST", "/containers/spew/exec", {"Cmd": ["cat", "/dev/zero"], "AttachStdout": True}
+    )
+    assert status == 201
+    body = b'{"Detach": false, "Tty": false}'
+    before = _rss(cluster.process.pid)
+    with socket.create_connection(("127.0.0.1", cluster.port), timeout=20) as raw:
+        raw.sendall(
+            f"POST /v1.41/exec/{created['Id']}/start HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        assert raw.recv(65536).startswith(b"HTTP/1.1 101 ")
+        _await_throttled(cluster, node)
+        assert _rss(cluster.process.pid) - before < MEMORY_BOUND
+        # A reader again: the output flows on.
+        received = 0
+        while received < 64 * 1024 * 1024:
+            chunk = raw.recv(1024 * 1024)
+            assert chunk, "the stream ended"
+            received += len(chunk)
+
+
+def test_logs_nobody_reads_throttle_the_node_then_arrive_whole(
+    cluster: Proxy, nodes: list[DockerNode]
+) -> None:
+    node = nodes[0]
+    # 60 000 numbered lines of 1 000 bytes: about 60 MB of logs, each line its own.
+    script = "awk 'BEGIN { for (i = 0; i < 60000; i++) printf \"%08d %0990d\\n\", i, i }'"
+    container_id = cluster.docker(
+        "run", "-d", "-e", f"constraint:node=={node.name}", "busybox", "sh", "-c", script
+    ).stdout.strip()
+    assert cluster.docker("wait", container_id, timeout=120).stdout.strip() == "0"
+    path = f"/v1.41/containers/{container_id}/logs?stdout=1"
+    direct = http.client.HTTPConnection("127.0.0.1", node.port, timeout=60)
+    try:
+        direct.request("GET", path)
+        expected = direct.getresponse().read()
+    finally:
+        direct.close()
+    assert len(expected) > 60_000_000
+
+    before = _rss(cluster.process.pid)
+    conn = http.client.HTTPConnection("127.0.0.1", cluster.port, timeout=60)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        assert response.status == 200
+        _await_throttled(cluster, node)
+        assert _rss(cluster.process.pid) - before < MEMORY_BOUND
+        got = response.read()
+    finally:
+        conn.close()
+    assert len(got) == len(expected)
+    assert hashlib.sha256(got).digest() == hashlib.sha256(expected).digest()

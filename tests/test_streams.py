@@ -196,7 +196,7 @@ async def test_tee_holds_at_most_depth_plus_one_chunks_per_reader() -> None:
     got = await asyncio.gather(reader(0, 0), reader(1, 0.002), reader(2, 0.004))
     await pump
     expected = [i.to_bytes(2, "big") for i in range(count)]
-    assert got == [expected] * 3
+    assert list(got) == [expected] * 3
     assert worst <= depth + 1
     # It is the bound that held the pump back, not a lucky schedule.
     assert worst == depth + 1

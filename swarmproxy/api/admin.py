@@ -15,6 +15,8 @@ Docker API. With `[admin] token`, every request needs `Authorization: Bearer <to
     POST   /swarmproxy/v1/schedule[?node=…][&name=…]   where a create body would go, and why
     GET    /swarmproxy/v1/health                       200 when ready, else 503 (no token
                                                    needed for the verdict; details with it)
+    GET    /metrics                                    Prometheus text format (the token as
+                                                   a bearer credential, when one is set)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from swarmproxy import metrics
 from swarmproxy.api import middleware
 from swarmproxy.api.context import CLUSTER, json_response
 from swarmproxy.cluster import Cluster, Node
@@ -101,6 +104,11 @@ async def health(request: web.Request) -> web.Response:
     if request[AUTHORIZED]:
         body["Nodes"] = [node_view(n) for n in cluster.nodes]
     return json_response(body, 200 if healthy else 503)
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    body = metrics.exposition(_cluster(request))
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 async def _storage_answers(cluster: Cluster) -> bool:
@@ -251,5 +259,6 @@ def make_admin_app(cluster: Cluster, admin: AdminConfig) -> web.Application:
     app.router.add_post(node + "/enable", enable)
     app.router.add_post(PREFIX + "/schedule", schedule)
     app.router.add_get(HEALTH, health)
+    app.router.add_get("/metrics", prometheus)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

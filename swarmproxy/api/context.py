@@ -35,6 +35,14 @@ def cluster_of(request: web.Request) -> Cluster:
     return request.app[CLUSTER]
 
 
+def endpoint_of(request: web.Request) -> str:
+    """The endpoint the router resolved (`/containers/{id}/exec`), without a version
+    prefix: the path as the handler will read it, however it was spelled; "" for none."""
+    resource = request.match_info.route.resource
+    # A versioned route's canonical form is `/v{version}/…` (routes.VERSION_PREFIX).
+    return "" if resource is None else resource.canonical.removeprefix("/v{version}")
+
+
 def target_of(request: web.Request) -> Target:
     target: Target = request[TARGET_KEY]
     return target

@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from swarmproxy import metrics
 from swarmproxy.cluster.node import Node
 from swarmproxy.cluster.streams import chunks
 
@@ -98,10 +99,13 @@ async def relay(
         # A node failing mid-stream raises NodeUnavailable: the status is sent already, so
         # the error middleware cuts the client's connection and it sees a truncated stream.
         # Closed at once, even when the client hangs up, so nothing reads the node after.
-        async with contextlib.aclosing(chunks(node, upstream) if body is None else body) as said:
-            async for chunk in said:
-                # A client that hung up raises here: its fault, not the node's.
-                await out.write(chunk)
+        said = chunks(node, upstream) if body is None else body
+        with metrics.STREAMS.track_inprogress():
+            async with contextlib.aclosing(said):
+                async for chunk in said:
+                    metrics.TO_CLIENT_BYTES.inc(len(chunk))
+                    # A client that hung up raises here: its fault, not the node's.
+                    await out.write(chunk)
     await out.write_eof()
     return out
 
@@ -124,8 +128,10 @@ async def stream_merged(request: web.Request, stream: MergedStream) -> web.Strea
         await stream.start()
         out = web.StreamResponse(headers={"Content-Type": "application/json"})
         await out.prepare(request)
-        async for line in stream:
-            await out.write(line)
+        with metrics.STREAMS.track_inprogress():
+            async for line in stream:
+                metrics.TO_CLIENT_BYTES.inc(len(line))
+                await out.write(line)
         await out.write_eof()
         return out
     finally:

@@ -10,8 +10,8 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from swarmproxy import __version__
-from swarmproxy.api.context import CLUSTER, CONFIG, TARGET_KEY, json_response
+from swarmproxy import __version__, metrics
+from swarmproxy.api.context import CLUSTER, CONFIG, TARGET_KEY, endpoint_of, json_response
 from swarmproxy.api.forward import NODE_KEY
 from swarmproxy.cluster import versions
 from swarmproxy.errors import DockerError
@@ -67,17 +67,23 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         response = await handler(request)
         return response
     finally:
+        took = time.perf_counter() - started
+        status = response.status if response is not None else "aborted"
+        node = _node_name(request, response)
         log_event(
             log,
             logging.INFO,
             "request",
             method=request.method,
             path=request.path_qs,
-            status=response.status if response is not None else "aborted",
-            node=_node_name(request, response),
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            status=status,
+            node=node,
+            duration_ms=round(took * 1000, 1),
         )
         REQUEST_ID.reset(token)
+        endpoint = endpoint_of(request) or "unmatched"
+        metrics.REQUESTS.labels(endpoint, request.method, str(status), node).inc()
+        metrics.REQUEST_SECONDS.labels(endpoint, request.method).observe(took)
 
 
 def _cut(request: web.Request, error: Exception) -> None:

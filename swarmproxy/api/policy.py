@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from swarmproxy.api.context import endpoint_of
 from swarmproxy.api.middleware import error_response
 from swarmproxy.log import log_event
 from swarmproxy.policy import Policy, Subject, subject_of_certificate
@@ -32,14 +33,6 @@ def set_policy(app: web.Application, policy: Policy) -> None:
         app[POLICY] = PolicyInForce(policy)
 
 
-def _route(request: web.Request) -> str:
-    """The endpoint the router resolved (`/containers/{id}/exec`), without a version
-    prefix: the path as the handler will read it, however it was spelled."""
-    resource = request.match_info.route.resource
-    # A versioned route's canonical form is `/v{version}/…` (routes.VERSION_PREFIX).
-    return "" if resource is None else resource.canonical.removeprefix("/v{version}")
-
-
 def _subject(request: web.Request) -> Subject | None:
     # A TLS listener's connection (swarmproxy.tls.TLSStream) gives the verified certificate.
     transport = request.transport
@@ -54,7 +47,7 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     if not policy.enabled:
         return await handler(request)
     subject = _subject(request) if policy.clients else None
-    route = _route(request)
+    route = endpoint_of(request)
     # Only the small JSON bodies the rules judge are read here (the handlers read them whole
     # anyway); uploads stream through untouched.
     body = await request.read() if policy.needs_body(request.method, route, subject) else None

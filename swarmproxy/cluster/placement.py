@@ -12,6 +12,7 @@ from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
+from swarmproxy import metrics
 from swarmproxy.cluster.hooks import HookRefused
 from swarmproxy.cluster.images import holder_addresses, index_key
 from swarmproxy.cluster.node import Node
@@ -134,6 +135,8 @@ class Placing(ClusterParts):
         judged = await self._judge(request, nodes, exclude, commit=True)
         if judged.chosen is None:
             raise judged.placement().refusal()
+        if not self.dry:
+            metrics.SCHEDULED.labels(judged.chosen.name, self.scheduler.name).inc()
         return judged.chosen
 
     async def place(

@@ -80,6 +80,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from swarmproxy import metrics
 from swarmproxy.storage.base import (
     CHANGE_LOG_LIMIT,
     IMAGE_HISTORY_LIMIT,
@@ -363,20 +364,28 @@ class RedisStorage(Storage):
         return self._prefix
 
     @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _guard(self, operation: str) -> Iterator[None]:
+        """Every call to Redis: its failures as StorageError, its round trip measured."""
+        started = time.perf_counter()
         try:
             yield
         except MasterNotFoundError as e:
+            metrics.STORAGE_ERRORS.labels(operation).inc()
             # redis-py's text spells out every sentinel client; the cause keeps it for logs.
             raise StorageError(
                 f"redis at {self.address} is unreachable: no sentinel names that master as up"
             ) from e
         except (RedisError, RedisClusterException) as e:
+            metrics.STORAGE_ERRORS.labels(operation).inc()
             verb = "is unreachable" if _unreachable(e) else "failed"
             raise StorageError(f"redis at {self.address} {verb}: {e}") from e
+        finally:
+            metrics.STORAGE_SECONDS.labels(operation).observe(time.perf_counter() - started)
 
-    async def _run(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        with self._guard():
+    async def _run(
+        self, operation: str, script: AsyncScript, keys: list[str], args: list[Any]
+    ) -> Any:
+        with self._guard(operation):
             return await script(keys=keys, args=args)
 
     # --- keys -------------------------------------------------------------------
@@ -400,18 +409,20 @@ class RedisStorage(Storage):
     # --- containers -------------------------------------------------------------
     async def store_container(self, container_id: str, node: str, name: str = "") -> None:
         await self._run(
+            "store_container",
             self._store_container,
             [self._container_key(container_id), self._key("containers")],
             [container_id, node, name],
         )
 
     async def retrieve_container(self, container_id: str) -> ContainerRecord | None:
-        with self._guard():
+        with self._guard("retrieve_container"):
             fields = await self._client.hgetall(self._container_key(container_id))
         return _container(container_id, _text_map(fields))
 
     async def remove_container(self, container_id: str) -> None:
         await self._run(
+            "remove_container",
             self._remove_container,
             [
                 self._container_key(container_id),
@@ -422,7 +433,7 @@ class RedisStorage(Storage):
         )
 
     async def retrieve_containers(self) -> list[ContainerRecord]:
-        with self._guard():
+        with self._guard("retrieve_containers"):
             ids = _texts(await self._client.zrangebylex(self._key("containers"), "-", "+"))
             async with self._client.pipeline(transaction=False) as pipe:
                 for container_id in ids:
@@ -439,7 +450,7 @@ class RedisStorage(Storage):
         # Bytes, so the upper bound is a raw 0xff byte: no UTF-8 encoded ID contains one,
         # and every member that starts with the prefix sorts below prefix + 0xff.
         raw = prefix.encode()
-        with self._guard():
+        with self._guard("resolve_container_prefix"):
             matches = _texts(
                 await self._client.zrangebylex(
                     self._key("containers"), b"[" + raw, b"(" + raw + b"\xff", start=0, num=2
@@ -452,13 +463,14 @@ class RedisStorage(Storage):
     # --- names ------------------------------------------------------------------
     async def reserve_name(self, name: str, owner: str) -> str | None:
         current: str | None = await self._run(
-            self._reserve_name, [self._key("name:", name)], [owner]
+            "reserve_name", self._reserve_name, [self._key("name:", name)], [owner]
         )
         # A retried SET whose first attempt landed finds the name held by ourselves.
         return None if current == owner else current
 
     async def assign_name(self, name: str, container_id: str, expected_owner: str) -> bool:
         moved = await self._run(
+            "assign_name",
             self._assign_name,
             [self._key("name:", name), self._container_key(container_id)],
             [container_id, expected_owner, name],
@@ -466,12 +478,13 @@ class RedisStorage(Storage):
         return bool(moved)
 
     async def retrieve_name(self, name: str) -> str | None:
-        with self._guard():
+        with self._guard("retrieve_name"):
             owner = await self._client.get(self._key("name:", name))
         return None if owner is None else _text(owner)
 
     async def release_name(self, name: str, owner: str) -> None:
         await self._run(
+            "release_name",
             self._release_name,
             [self._key("name:", name), self._container_key(owner)],
             [owner, name],
@@ -480,18 +493,20 @@ class RedisStorage(Storage):
     # --- execs ------------------------------------------------------------------
     async def store_exec(self, exec_id: str, container_id: str) -> None:
         await self._run(
+            "store_exec",
             self._store_exec,
             [self._key("exec:", exec_id), self._execs_key(container_id)],
             [exec_id, container_id, self._key("container-execs:")],
         )
 
     async def retrieve_exec(self, exec_id: str) -> str | None:
-        with self._guard():
+        with self._guard("retrieve_exec"):
             container_id = await self._client.get(self._key("exec:", exec_id))
         return None if container_id is None else _text(container_id)
 
     async def remove_exec(self, exec_id: str) -> None:
         await self._run(
+            "remove_exec",
             self._remove_exec,
             [self._key("exec:", exec_id)],
             [exec_id, self._key("container-execs:")],
@@ -500,6 +515,7 @@ class RedisStorage(Storage):
     # --- images -----------------------------------------------------------------
     async def store_image(self, repository: str, image_id: str, node: str) -> None:
         await self._run(
+            "store_image",
             self._store_image,
             self._image_keys(repository),
             [repository, node, image_id, _history_entry(node, image_id), IMAGE_HISTORY_LIMIT],
@@ -513,7 +529,9 @@ class RedisStorage(Storage):
         if not repositories:
             return []
         keys = [key for repository in repositories for key in self._image_keys(repository)[:3]]
-        replies: list[list[Any]] = await self._run(self._fetch_images_script, keys, [])
+        replies: list[list[Any]] = await self._run(
+            "_fetch_images", self._fetch_images_script, keys, []
+        )
         records: list[ImageRecord | None] = []
         for repository, (flat, node_set, entries) in zip(repositories, replies, strict=True):
             if not node_set:
@@ -534,16 +552,19 @@ class RedisStorage(Storage):
 
     async def remove_image(self, repository: str, image_id: str, node: str) -> None:
         await self._run(
+            "remove_image",
             self._remove_image,
             self._image_keys(repository),
             [repository, node, _history_entry(node, image_id)],
         )
 
     async def set_image_digest(self, repository: str, digest: str) -> None:
-        await self._run(self._set_image_digest, [self._key("image:", repository)], [digest])
+        await self._run(
+            "set_image_digest", self._set_image_digest, [self._key("image:", repository)], [digest]
+        )
 
     async def retrieve_images(self) -> list[ImageRecord]:
-        with self._guard():
+        with self._guard("retrieve_images"):
             repositories = sorted(_texts(await self._client.smembers(self._key("images"))))
         records = await self._fetch_images(repositories)
         return [record for record in records if record is not None]
@@ -567,6 +588,7 @@ class RedisStorage(Storage):
 
     async def store_node(self, node: NodeRecord) -> None:
         stored = await self._run(
+            "store_node",
             self._store_node,
             [self._key("node:", node.address), self._key("nodes")],
             self._node_args(node),
@@ -575,7 +597,7 @@ class RedisStorage(Storage):
             raise ValueError(f"node {node.address} is already registered")
 
     async def retrieve_nodes(self) -> list[NodeRecord]:
-        with self._guard():
+        with self._guard("retrieve_nodes"):
             addresses = sorted(_texts(await self._client.smembers(self._key("nodes"))))
             return await self._fetch_nodes(addresses)
 
@@ -599,12 +621,13 @@ class RedisStorage(Storage):
         ]
 
     async def retrieve_node(self, address: str) -> NodeRecord | None:
-        with self._guard():
+        with self._guard("retrieve_node"):
             nodes = await self._fetch_nodes([address])
         return nodes[0] if nodes else None
 
     async def update_node(self, node: NodeRecord) -> None:
         updated = await self._run(
+            "update_node",
             self._update_node,
             [self._key("node:", node.address), self._key("nodes")],
             self._node_args(node),
@@ -622,6 +645,7 @@ class RedisStorage(Storage):
 
     async def _remove_some_nodes(self, addresses: list[str]) -> int:
         removed = await self._run(
+            "_remove_some_nodes",
             self._remove_nodes,
             [self._key("nodes")],
             [self._key("node:"), self._key("node-lock:"), *addresses],
@@ -630,6 +654,7 @@ class RedisStorage(Storage):
 
     async def lock_node_for_healing(self, address: str, is_failure: bool, timeout: float) -> bool:
         locked = await self._run(
+            "lock_node_for_healing",
             self._lock_node,
             [self._key("node:", address), self._key("nodes"), self._key("node-lock:", address)],
             [address, _ttl_ms(timeout), repr(time.time() + timeout), "1" if is_failure else "0"],
@@ -640,6 +665,7 @@ class RedisStorage(Storage):
 
     async def extend_node_lock(self, address: str, timeout: float) -> None:
         await self._run(
+            "extend_node_lock",
             self._extend_node_lock,
             [self._key("node-lock:", address), self._key("node:", address)],
             [_ttl_ms(timeout), repr(time.time() + timeout)],
@@ -647,6 +673,7 @@ class RedisStorage(Storage):
 
     async def unlock_node(self, address: str) -> None:
         await self._run(
+            "unlock_node",
             self._unlock_node,
             [self._key("node-lock:", address), self._key("node:", address)],
             [],
@@ -657,17 +684,17 @@ class RedisStorage(Storage):
         return [self._key("volume-nodes:", name), self._key("volumes")]
 
     async def store_volume(self, name: str, node: str) -> None:
-        await self._run(self._store_volume, self._volume_keys(name), [name, node])
+        await self._run("store_volume", self._store_volume, self._volume_keys(name), [name, node])
 
     async def retrieve_volume(self, name: str) -> set[str]:
-        with self._guard():
+        with self._guard("retrieve_volume"):
             return set(_texts(await self._client.smembers(self._key("volume-nodes:", name))))
 
     async def remove_volume(self, name: str, node: str) -> None:
-        await self._run(self._remove_volume, self._volume_keys(name), [name, node])
+        await self._run("remove_volume", self._remove_volume, self._volume_keys(name), [name, node])
 
     async def retrieve_volumes(self) -> dict[str, set[str]]:
-        with self._guard():
+        with self._guard("retrieve_volumes"):
             names = sorted(_texts(await self._client.smembers(self._key("volumes"))))
             # Each name's holders stand alone: no snapshot across names is needed.
             async with self._client.pipeline(transaction=False) as pipe:
@@ -681,11 +708,11 @@ class RedisStorage(Storage):
 
     # --- counters ---------------------------------------------------------------
     async def increment(self, key: str) -> int:
-        with self._guard():
+        with self._guard("increment"):
             return int(await self._client.incr(self._key("counter:", key)))
 
     async def counter(self, key: str) -> int:
-        with self._guard():
+        with self._guard("counter"):
             value = await self._client.get(self._key("counter:", key))
         return 0 if value is None else int(value)
 
@@ -695,7 +722,10 @@ class RedisStorage(Storage):
 
     async def note_container_change(self, node: str, container_id: str) -> None:
         await self._run(
-            self._note_change, self._change_keys(node), [container_id, CHANGE_LOG_LIMIT]
+            "note_container_change",
+            self._note_change,
+            self._change_keys(node),
+            [container_id, CHANGE_LOG_LIMIT],
         )
 
     async def container_changes(self, since: dict[str, int]) -> dict[str, ChangeLog]:
@@ -703,7 +733,9 @@ class RedisStorage(Storage):
         if not nodes:
             return {}
         keys = [key for node in nodes for key in self._change_keys(node)]
-        answer = await self._run(self._changes, keys, [since[node] for node in nodes])
+        answer = await self._run(
+            "container_changes", self._changes, keys, [since[node] for node in nodes]
+        )
         logs = {}
         for i, node in enumerate(nodes):
             count, ids = int(answer[2 * i]), _texts(answer[2 * i + 1])
@@ -712,24 +744,24 @@ class RedisStorage(Storage):
 
     # --- rescheduling -----------------------------------------------------------
     async def store_reschedulable(self, container_id: str, plan: str) -> None:
-        with self._guard():
+        with self._guard("store_reschedulable"):
             await self._client.hset(self._key("reschedulable"), container_id, plan)
 
     async def retrieve_reschedulables(self) -> dict[str, str]:
-        with self._guard():
+        with self._guard("retrieve_reschedulables"):
             return _text_map(await self._client.hgetall(self._key("reschedulable")))
 
     async def remove_reschedulable(self, container_id: str) -> None:
-        with self._guard():
+        with self._guard("remove_reschedulable"):
             await self._client.hdel(self._key("reschedulable"), container_id)
 
     # --- lifecycle --------------------------------------------------------------
     async def ping(self) -> None:
-        with self._guard():
+        with self._guard("ping"):
             await self._client.ping()
 
     async def close(self) -> None:
-        with self._guard():
+        with self._guard("close"):
             await self._client.aclose()
             for helper in self._helpers:
                 await helper.aclose()
