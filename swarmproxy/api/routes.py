@@ -43,6 +43,9 @@ class Route:
     path: str
     via: Via
     handler: Handler | None = None
+    # Changes how `ps` shows the container: while it is under way, this process's `ps`
+    # reads the container from its node.
+    changes: bool = False
 
 
 async def pass_through(request: web.Request) -> web.StreamResponse:
@@ -64,14 +67,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/containers/json", Via.ALL, containers.list_containers),
     Route("POST", "/containers/prune", Via.ALL, containers.prune),
     Route("GET", f"{C}/json", Via.CONTAINER, containers.inspect),
-    Route("DELETE", C, Via.CONTAINER, containers.remove),
-    Route("POST", f"{C}/rename", Via.CONTAINER, containers.rename),
+    Route("DELETE", C, Via.CONTAINER, containers.remove, changes=True),
+    Route("POST", f"{C}/rename", Via.CONTAINER, containers.rename, changes=True),
     Route("POST", f"{C}/attach", Via.CONTAINER, containers.noted_after(hijacked_stream)),
     Route("POST", f"{C}/wait", Via.CONTAINER, containers.noted_after(pass_through)),
     Route("POST", f"{C}/exec", Via.CONTAINER, containers.exec_create),
     Route("POST", f"{C}/resize", Via.CONTAINER),
     *(
-        Route("POST", f"{C}/{action}", Via.CONTAINER, containers.change)
+        Route("POST", f"{C}/{action}", Via.CONTAINER, containers.change, changes=True)
         for action in ("start", "stop", "restart", "kill", "pause", "unpause", "update")
     ),
     *(
@@ -127,16 +130,14 @@ VERSION_PREFIX = r"/v{version:[0-9]+\.[0-9]+}"
 def _with_target(route: Route) -> Handler:
     handler = route.handler or pass_through
     if route.via is Via.CONTAINER:
-        reads = route.method in ("GET", "HEAD")
 
         async def for_container(request: web.Request) -> web.StreamResponse:
             cluster = cluster_of(request)
             container_id, node = await cluster.route_container(request.match_info["id"])
             path = upstream_path(request, route.path.format(id=container_id))
             request[TARGET_KEY] = Target(node, container_id, path)
-            if reads:
+            if not route.changes:
                 return await handler(request)
-            # Until it is over, `ps` in this process asks the node for this container.
             async with cluster.changing(node, container_id):
                 return await handler(request)
 

@@ -65,6 +65,7 @@ from swarmproxy.storage import (
     open_storage,
 )
 from swarmproxy.storage.resilient import Outage, ResilientStorage
+from swarmproxy.tasks import stopped
 
 log = logging.getLogger("swarmproxy.cluster")
 
@@ -304,8 +305,7 @@ class Cluster(
     async def stop_monitoring(self) -> None:
         """No more pings: nodes keep the status they have until monitoring starts again."""
         if self._monitor is not None:
-            self._monitor.cancel()
-            await asyncio.gather(self._monitor, return_exceptions=True)
+            await stopped([self._monitor])
             self._monitor = None
 
     def _watch(self, node: Node) -> None:
@@ -330,17 +330,13 @@ class Cluster(
         self.nodes.remove(node)
         watcher = self._watchers.pop(address, None)
         if watcher is not None:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            await stopped([watcher])
         await node.client.close()
 
     async def close(self) -> None:
         await self.stop_monitoring()
         reconciler = [self._reconciler] if self._reconciler is not None else []
-        tasks = [*self._background, *self._watchers.values(), *reconciler]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stopped([*self._background, *self._watchers.values(), *reconciler])
         await asyncio.gather(*(n.client.close() for n in self.nodes), return_exceptions=True)
         await self.storage.close()
 

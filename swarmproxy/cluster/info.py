@@ -88,6 +88,33 @@ def node_status_lines(cluster: Cluster) -> list[list[str]]:
     return lines
 
 
+# A standalone daemon's `Swarm`: Swarm-mode endpoints are not served (docs/compatibility.md).
+INACTIVE_SWARM: dict[str, Any] = {
+    "NodeID": "",
+    "NodeAddr": "",
+    "LocalNodeState": "inactive",
+    "ControlAvailable": False,
+    "Error": "",
+    "RemoteManagers": None,
+}
+
+
+def _plugins_everywhere(infos: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per kind (Volume, Network, Log, Authorization), the plugins every node has: what a
+    container may use wherever it is placed."""
+    if not infos:
+        return {}
+    first = infos[0].get("Plugins") or {}
+    everywhere: dict[str, Any] = {}
+    for kind, names in first.items():
+        if names is None:
+            everywhere[kind] = None
+            continue
+        others = [set((info.get("Plugins") or {}).get(kind) or []) for info in infos[1:]]
+        everywhere[kind] = [n for n in names if all(n in held for held in others)]
+    return everywhere
+
+
 def cluster_info(
     cluster: Cluster, name: str, infos: Sequence[tuple[Node, dict[str, Any]]]
 ) -> dict[str, Any]:
@@ -107,6 +134,9 @@ def cluster_info(
         SystemStatus=node_status_lines(cluster),
         Warnings=warnings,
         Labels=[],
+        # The proxy is the cluster, not a Swarm-mode member, whatever one node may be.
+        Swarm=INACTIVE_SWARM,
+        Plugins=_plugins_everywhere([info for _, info in infos]),
     )
     base.setdefault("OSType", "linux")
     base.setdefault("Architecture", platform.machine())
