@@ -83,7 +83,7 @@ async def _indexed(ctx: Context, local: LocalCluster) -> Row:
         inspects = await ctx.worker.run(
             "load",
             LoadSpec(
-                url=proxy.url,
+                url=proxy.address,
                 paths=[f"{api}/containers/{cid}/json" for cid in inspected],
                 concurrency=32,
                 count=len(inspected),
@@ -92,7 +92,9 @@ async def _indexed(ctx: Context, local: LocalCluster) -> Row:
         )
         listings = await ctx.worker.run(
             "load",
-            LoadSpec(url=proxy.url, paths=[f"{api}/containers/json?all=1"], concurrency=1, count=5),
+            LoadSpec(
+                url=proxy.address, paths=[f"{api}/containers/json?all=1"], concurrency=1, count=5
+            ),
             LoadResult,
         )
         used = await _settled_rss(proxy.pid)
@@ -122,7 +124,7 @@ async def _indexed(ctx: Context, local: LocalCluster) -> Row:
 async def _held_streams(ctx: Context, local: LocalCluster) -> Row:
     count = ctx.settings.held_streams
     proxy = local.start_proxy("rss-streams", "bench-rss-streams:")
-    api = DockerApi(proxy.url, ctx.targets.api_version)
+    api = DockerApi(proxy.address, ctx.targets.api_version)
     held: list[asyncio.StreamWriter] = []
     try:
         await _reconciled(proxy)
@@ -138,7 +140,7 @@ async def _held_streams(ctx: Context, local: LocalCluster) -> Row:
                 start=True,
             )
             path = f"/v{ctx.targets.api_version}/containers/{container_id}/logs?follow=1&stdout=1"
-            host, port = host_port(proxy.url)
+            host, port = host_port(proxy.address)
 
             async def open_stream() -> None:
                 reader, writer = await asyncio.open_connection(host, port)

@@ -188,8 +188,16 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _one_line(text: str) -> str:
+    # A note is one line of results.md: a note of several (a FAILED row's proxy log lines)
+    # would leave lines that belong to no row, which a merge of two runs' notes then keeps.
+    return " / ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def markdown_notes(rows: list[Row]) -> str:
-    notes = [f"- **{_cell(r.row)}** ({_cell(r.metric)}): {r.note}" for r in rows if r.note]
+    notes = [
+        f"- **{_cell(r.row)}** ({_cell(r.metric)}): {_one_line(r.note)}" for r in rows if r.note
+    ]
     return "\n".join(notes) + "\n" if notes else ""
 
 

@@ -28,7 +28,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -42,9 +41,11 @@ from typing import IO, Any
 import aiohttp
 
 from bench.sim import raise_nofile_limit
+from bench.wire import http_url
 from swarmproxy.cluster import Cluster, Node
 from swarmproxy.scheduler import SchedulingRequest, make_scheduler
 from swarmproxy.storage import MemoryStorage
+from tests.rig.proxy import ServeConfig, ServeProcess, node_toml
 
 log = logging.getLogger("bench.scale")
 
@@ -276,59 +277,15 @@ async def _scheduling_rows(size: int, sim: _Simulator, quick: bool) -> list[dict
 # --- ps -a through a real proxy process --------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _proxy_config(port: int, nodes: list[dict[str, str]]) -> str:
-    lines = [
-        "[server]",
-        f'listen = ["tcp://127.0.0.1:{port}"]',
-        'name = "swarmproxy-scale-bench"',
-        "shutdown_timeout = 2.0",
-        "[storage]",
-        'url = "memory://"',
-        "[log]",
-        'level = "info"',
-    ]
-    for node in nodes:
-        lines += ["[[nodes]]", f'address = "{node["address"]}"', f'name = "{node["name"]}"']
-    return "\n".join(lines) + "\n"
-
-
-@dataclass
-class _Proxy:
-    process: asyncio.subprocess.Process
-    url: str
-    log_path: Path
-    spawned: float
-
-
-@contextlib.asynccontextmanager
-async def _proxy(config_path: Path, port: int, log_path: Path) -> AsyncIterator[_Proxy]:
-    # A SWARMPROXY_* variable of this shell would override the config written here.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMPROXY_")}
-    with log_path.open("wb") as log_file:
-        spawned = time.monotonic()
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "swarmproxy",
-            "serve",
-            "--config",
-            str(config_path),
-            cwd=REPO,
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=log_file,
-        )
-        try:
-            yield _Proxy(process, f"http://127.0.0.1:{port}", log_path, spawned)
-        finally:
-            await _stop(process, "swarmproxy")
+def _proxy(workdir: Path, nodes: list[dict[str, str]]) -> ServeProcess:
+    """A `swarmproxy serve` on the embedded storage in front of the simulated nodes."""
+    config = ServeConfig(
+        name="swarmproxy-scale-bench",
+        nodes="".join(node_toml(n["name"], n["address"]) for n in nodes),
+        server="shutdown_timeout = 2.0\n",
+        sections='[log]\nlevel = "info"\n',
+    )
+    return ServeProcess(workdir, config)
 
 
 async def _ready_nodes(session: aiohttp.ClientSession, url: str) -> int:
@@ -344,23 +301,23 @@ async def _ready_nodes(session: aiohttp.ClientSession, url: str) -> int:
 
 
 async def _wait_ready(
-    session: aiohttp.ClientSession, proxy: _Proxy, size: int
+    session: aiohttp.ClientSession, proxy: ServeProcess, size: int
 ) -> tuple[float, float]:
     """Seconds from spawn until the proxy shows every node ready, and until its first
     reconciliation of the index with them has finished."""
     deadline = time.monotonic() + 120 + size / 5
     ready_at = None
     while time.monotonic() < deadline:
-        if proxy.process.returncode is not None:
+        if proxy.process.poll() is not None:
             raise RuntimeError(f"swarmproxy exited ({proxy.process.returncode}); see its log")
         if ready_at is None:
             with contextlib.suppress(aiohttp.ClientError):
-                if await _ready_nodes(session, proxy.url) == size:
+                if await _ready_nodes(session, http_url(proxy.address)) == size:
                     ready_at = time.monotonic()
         if ready_at is not None and "index reconciled" in proxy.log_path.read_text(
             errors="replace"
         ):
-            return ready_at - proxy.spawned, time.monotonic() - proxy.spawned
+            return ready_at - proxy.started, time.monotonic() - proxy.started
         await asyncio.sleep(0.2)
     raise TimeoutError(f"swarmproxy did not see {size} simulated nodes ready and reconciled")
 
@@ -450,24 +407,20 @@ async def _ps(size: int, sim: _Simulator, samples: int, workdir: Path) -> _PsRes
     profile_dir = os.environ.get("BENCH_PROFILE_DIR")
     profile = Path(profile_dir) / f"ps-{size}.txt" if profile_dir else None
     fan_out = await _fan_out_direct(sim.nodes, samples)
-    port = _free_port()
-    config = workdir / f"proxy-{size}.toml"
-    config.write_text(_proxy_config(port, sim.nodes))
-    async with (
-        _proxy(config, port, workdir / f"proxy-{size}.log") as proxy,
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session,
-    ):
-        ready_s, reconciled_s = await _wait_ready(session, proxy, size)
-        for _ in range(WARMUP):
-            await _list_all(session, proxy.url)
-        times, listed = [], 0
-        async with _profiled(proxy.process.pid, profile):
-            proxy_cpu, sim_cpu = _cpu_seconds(proxy.process.pid), _cpu_seconds(sim.pid)
-            for _ in range(samples):
-                elapsed, listed = await _list_all(session, proxy.url)
-                times.append(elapsed)
-            proxy_cpu = _cpu_seconds(proxy.process.pid) - proxy_cpu
-            sim_cpu = _cpu_seconds(sim.pid) - sim_cpu
+    with _proxy(workdir / f"proxy-{size}", sim.nodes) as proxy:
+        url = http_url(proxy.address)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+            ready_s, reconciled_s = await _wait_ready(session, proxy, size)
+            for _ in range(WARMUP):
+                await _list_all(session, url)
+            times, listed = [], 0
+            async with _profiled(proxy.pid, profile):
+                proxy_cpu, sim_cpu = _cpu_seconds(proxy.pid), _cpu_seconds(sim.pid)
+                for _ in range(samples):
+                    elapsed, listed = await _list_all(session, url)
+                    times.append(elapsed)
+                proxy_cpu = _cpu_seconds(proxy.pid) - proxy_cpu
+                sim_cpu = _cpu_seconds(sim.pid) - sim_cpu
     result = _PsResult(
         _spread(times),
         fan_out,
@@ -544,7 +497,7 @@ def _ps_rows(results: dict[int, _PsResult]) -> list[dict[str, Any]]:
 
 def _log_tails(workdir: Path, size: int) -> None:
     # The logs go with the temporary directory: their ends are kept in this one.
-    for name in (f"proxy-{size}.log", f"sim-{size}.log"):
+    for name in (f"proxy-{size}/proxy.log", f"sim-{size}.log"):
         path = workdir / name
         if path.exists():
             log.error("%s (end)\n%s", name, path.read_text(errors="replace")[-3000:])

@@ -46,6 +46,10 @@ from typing import Any
 
 from aiohttp import web
 
+# A daemon's words and a standalone daemon's `Swarm`, as swarmproxy renders them.
+from swarmproxy.cluster.info import INACTIVE_SWARM
+from swarmproxy.cluster.status_text import human_duration
+
 log = logging.getLogger("bench.sim")
 
 API_VERSION = "1.41"
@@ -102,33 +106,6 @@ def _rfc3339(seconds: float) -> str:
     stamp = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     fraction = f"{nanos:09d}".rstrip("0")
     return f"{stamp}.{fraction}Z" if fraction else f"{stamp}Z"
-
-
-def _human_duration(seconds: float) -> str:
-    """The docker CLI's and daemon's `units.HumanDuration` wording."""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 2:
-        return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
 
 
 def _true(value: str | None) -> bool:
@@ -197,9 +174,9 @@ class SimContainer:
 
     def status(self, now: float) -> str:
         if self.state == "running":
-            return f"Up {_human_duration(now - self.started_at)}"
+            return f"Up {human_duration(now - self.started_at)}"
         if self.state == "exited":
-            return f"Exited ({self.exit_code}) {_human_duration(now - self.finished_at)} ago"
+            return f"Exited ({self.exit_code}) {human_duration(now - self.finished_at)} ago"
         return self.state.capitalize()
 
     def _network(self) -> dict[str, Any]:
@@ -606,14 +583,7 @@ class SimulatedNode:
                 "runc": {"path": "runc"},
             },
             "DefaultRuntime": "runc",
-            "Swarm": {
-                "NodeID": "",
-                "NodeAddr": "",
-                "LocalNodeState": "inactive",
-                "ControlAvailable": False,
-                "Error": "",
-                "RemoteManagers": None,
-            },
+            "Swarm": dict(INACTIVE_SWARM),
             "LiveRestoreEnabled": False,
             "Isolation": "",
             "InitBinary": "docker-init",

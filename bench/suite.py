@@ -24,8 +24,8 @@ from bench.targets import (
     LocalCluster,
     ProxyProcess,
     Targets,
-    allow_open_files,
     external_endpoints,
+    raise_open_files,
     start_local,
     start_proxies,
 )
@@ -106,7 +106,7 @@ async def _measure_scale(quick: bool) -> list[Row]:
 
 
 async def _measure_targets(options: Options, groups: list[str], outcome: Outcome) -> None:
-    allow_open_files()
+    raise_open_files()
     with contextlib.ExitStack() as stack:
         targets, local = await _bring_up(options, stack)
         outcome.daemon_version = targets.daemon_version
@@ -136,10 +136,10 @@ async def _bring_up(
         main, second, skipped = start_proxies(local)
         first = local.nodes[0]
         direct = Endpoint("direct", first.tcp_address, False, first.pid)
-        proxy = Endpoint("proxy", main.url, True, main.pid)
+        proxy = Endpoint("proxy", main.address, True, main.pid)
         workers = None
         if second is not None:
-            workers = Endpoint("workers=2", second.url, True, second.pid)
+            workers = Endpoint("workers=2", second.address, True, second.pid)
         node_name = first.name
     api = DockerApi(direct.url)
     try:
@@ -216,8 +216,14 @@ def _failed_row(ctx: Context, group: str, error: Exception) -> Row:
     if local is not None:
         main = local.proxies["main"]
         code = main.process.poll()
-        state = "still running" if code is None else f"exited with {code}"
-        context = f" - the main proxy is {state}; its log tail: {main.log_tail(5)}"
+        if code is None:
+            # A running proxy's tail at level info is its requests and reconciliations: what
+            # may tell about the failure is what it warned of.
+            count, last = main.problems(limit=3)
+            shown = f", the last: {' / '.join(last)}" if last else ""
+            context = f" - the main proxy is still running ({count} warnings and errors{shown})"
+        else:
+            context = f" - the main proxy exited with {code}; its log tail: {main.log_tail(5)}"
     return _failed(group, error, context)
 
 

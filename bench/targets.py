@@ -9,16 +9,12 @@ any point stops what already runs: proxies first, then redis, then the nodes.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import logging
-import os
 import pathlib
-import resource
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,6 +23,13 @@ import redis
 
 from bench.wire import host_port
 from swarmproxy.local_nodes import DockerNode, free_port, start_nodes, stop_nodes
+from tests.rig.proxy import (
+    ProxyStartError,
+    ServeConfig,
+    ServeProcess,
+    allow_open_files,
+    node_toml,
+)
 
 log = logging.getLogger("bench.targets")
 
@@ -45,20 +48,12 @@ class StartError(RuntimeError):
     pass
 
 
-def allow_open_files(count: int = OPEN_FILES) -> None:
-    """Raises this process's limit of open files (the hard one too, as root), before any
-    child starts, so that dockerd, redis and the proxies inherit it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= count:
-        return
-    if hard == resource.RLIM_INFINITY or hard >= count:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (count, hard))
-        return
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        log.warning("open files limited to %d, the hard limit", hard)
+def raise_open_files() -> None:
+    """Raises this process's limit of open files before any child starts, so that dockerd,
+    redis and the proxies inherit it."""
+    got = allow_open_files(OPEN_FILES)
+    if got < OPEN_FILES:
+        log.warning("open files limited to %d, the hard limit", got)
 
 
 def _stop_process(process: subprocess.Popen[bytes], what: str) -> None:
@@ -145,20 +140,14 @@ class NodeAddress:
     address: str
 
 
-class ProxyProcess:
-    def __init__(
-        self, name: str, workdir: pathlib.Path, port: int, process: subprocess.Popen[bytes]
-    ) -> None:
-        self.name = name
-        self.workdir = workdir
-        self.port = port
-        self.process = process
-        self.url = f"tcp://127.0.0.1:{port}"
-        self.log_path = workdir / "proxy.log"
+class ProxyProcess(ServeProcess):
+    """A proxy this run started (tests/rig/proxy.py launches it), named for the log and the
+    report."""
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+    def __init__(self, name: str, workdir: pathlib.Path, config: ServeConfig) -> None:
+        # Its own session: a Ctrl-C reaches the harness, which stops it in order.
+        super().__init__(workdir, config, own_session=True)
+        self.name = name
 
     @classmethod
     def start(
@@ -173,70 +162,27 @@ class ProxyProcess:
         log_level: str = "info",
     ) -> ProxyProcess:
         """Starts `python -m swarmproxy serve` and waits for it to answer and see its nodes;
-        StartError, with the tail of its log, if it does not."""
-        workdir.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        node_tables = "".join(
-            f"[[nodes]]\naddress = {json.dumps(n.address)}\nname = {json.dumps(n.name)}\n\n"
-            for n in nodes
+        ProxyStartError, with the tail of its log, if it does not."""
+        config = ServeConfig(
+            name=f"bench-{name}",
+            nodes="".join(node_toml(n.name, n.address) for n in nodes),
+            storage_url=storage_url,
+            prefix=prefix,
+            server=server_toml,
+            storage=f"reconcile_interval = {reconcile_interval}\n",
+            sections=f"[log]\nlevel = {json.dumps(log_level)}\n",
         )
-        config = workdir / "config.toml"
-        config.write_text(
-            f'[server]\nlisten = ["tcp://127.0.0.1:{port}"]\nname = "bench-{name}"\n'
-            f"{server_toml}\n"
-            f"[storage]\nurl = {json.dumps(storage_url)}\nprefix = {json.dumps(prefix)}\n"
-            f"reconcile_interval = {reconcile_interval}\n\n"
-            f"[log]\nlevel = {json.dumps(log_level)}\n\n"
-            f"{node_tables}"
+        proxy = cls(name, workdir, config)
+        proxy.wait_ready(
+            lambda: proxy.answers_ping() and proxy.ready_nodes() >= len(nodes),
+            PROXY_READY_TIMEOUT,
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMPROXY_")}
-        with open(workdir / "proxy.log", "ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "swarmproxy", "serve", "--config", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=REPO_ROOT,
-                start_new_session=True,
-            )
-        proxy = cls(name, workdir, port, process)
-        try:
-            proxy._wait_ready(len(nodes))
-        except BaseException:
-            proxy.stop()
-            raise
-        log.info("proxy %s: pid %d on %s", name, process.pid, proxy.url)
+        log.info("proxy %s: pid %d on %s", name, proxy.pid, proxy.address)
         return proxy
-
-    def _get(self, path: str) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
-
-    def _wait_ready(self, node_count: int) -> None:
-        deadline = time.monotonic() + PROXY_READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise StartError(
-                    f"proxy {self.name} exited with {self.process.returncode} at start:\n"
-                    f"{self.log_tail()}"
-                )
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                if self._get("/_ping")[0] == 200 and self.ready_nodes() >= node_count:
-                    return
-            time.sleep(0.1)
-        raise StartError(
-            f"proxy {self.name} not ready in {PROXY_READY_TIMEOUT:.0f}s:\n{self.log_tail()}"
-        )
 
     def ready_nodes(self) -> int:
         """How many nodes `docker info` says are healthy (classic Swarm's SystemStatus)."""
-        status, body = self._get("/info")
+        status, _, body = self.request("GET", "/info", timeout=5)
         if status != 200:
             return 0
         rows = json.loads(body).get("SystemStatus") or []
@@ -245,13 +191,6 @@ class ProxyProcess:
             for row in rows
             if len(row) == 2 and row[0].strip() == "└ Status" and row[1] == "ready"
         )
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError as e:
-            return f"(no log: {e})"
-        return "\n".join(text.splitlines()[-lines:])
 
     def problems(self, limit: int = 10) -> tuple[int, list[str]]:
         """How many warning and error lines its log holds, and the last `limit` of them."""
@@ -264,9 +203,6 @@ class ProxyProcess:
         except OSError:
             return 0, []
         return len(found), found[-limit:]
-
-    def stop(self) -> None:
-        _stop_process(self.process, f"proxy {self.name}")
 
 
 # -- the whole set ------------------------------------------------------------------
@@ -365,7 +301,7 @@ def start_proxies(local: LocalCluster) -> tuple[ProxyProcess, ProxyProcess | Non
     proxy = local.start_proxy("main", MAIN_PREFIX)
     try:
         workers = local.start_proxy("workers2", MAIN_PREFIX, server_toml="workers = 2\n")
-    except StartError as e:
+    except ProxyStartError as e:
         reason = _start_failure(str(e))
         log.warning("the proxy with [server] workers = 2 did not start: %s", reason)
         return proxy, None, reason

@@ -59,6 +59,9 @@ def workers(
     )
     try:
         wait_for(lambda: len(workers_of(proxy)) == 2, timeout=30)
+        # Both listening: a worker still starting takes no connection from the kernel.
+        for index in (0, 1):
+            proxy.wait_logged(f"event=serving worker={index}", timeout=30)
         yield proxy
     finally:
         proxy.stop()
