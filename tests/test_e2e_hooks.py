@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from swarmproxy.local_nodes import DockerNode
-from tests.rig.proxy import Proxy
+from tests.rig.proxy import Proxy, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -20,13 +20,8 @@ before_node_unregister = ["tests.hooks_for_tests:keep_pinned"]
 
 @pytest.fixture
 def hooked(nodes: list[DockerNode], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    proxy = Proxy.start(tmp_path_factory.mktemp("hooked"), nodes, extra_toml=HOOKS)
-    try:
+    with serving(tmp_path_factory.mktemp("hooked"), nodes, extra_toml=HOOKS) as proxy:
         yield proxy
-    finally:
-        proxy.stop()
-        for node in nodes:
-            node.remove_all_containers()
 
 
 def test_a_hook_changes_placement(hooked: Proxy, nodes: list[DockerNode]) -> None:

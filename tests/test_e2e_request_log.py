@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from swarmproxy.local_nodes import DockerNode
-from tests.rig.proxy import Proxy
+from tests.rig.proxy import Proxy, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -21,15 +21,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 def json_logged(
     nodes: list[DockerNode], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Proxy]:
-    proxy = Proxy.start(
+    with serving(
         tmp_path_factory.mktemp("json-log"), nodes, extra_toml='[log]\nformat = "json"\n'
-    )
-    try:
+    ) as proxy:
         yield proxy
-    finally:
-        proxy.stop()
-        for node in nodes:
-            node.remove_all_containers()
 
 
 def logged_lines(proxy: Proxy, request_id: str, timeout: float = 5.0) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
@@ -382,3 +382,16 @@ class Proxy(ServeProcess):
             return response.status, json.loads(payload) if payload else None
         finally:
             conn.close()
+
+
+@contextlib.contextmanager
+def serving(workdir: pathlib.Path, nodes: Sequence[DockerNode], **options: Any) -> Iterator[Proxy]:
+    """A proxy of a test's own (`options` go to Proxy.start), stopped on the way out with
+    every node emptied, as the session's proxy leaves them."""
+    proxy = Proxy.start(workdir, nodes, **options)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+        for node in nodes:
+            node.remove_all_containers()
