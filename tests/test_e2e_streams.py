@@ -299,21 +299,26 @@ def _rss(pid: int) -> int:
 
 
 def _unread_from_node(proxy: Proxy, node: DockerNode) -> int:
-    """Bytes the node sent that wait in the proxy's sockets to it, unread."""
+    """Bytes the node sent that wait unread: in the proxy's sockets to the node, or, once
+    the proxy's receive window is closed, queued in the node's own sockets."""
     listing = subprocess.run(
         ["ss", "-Htnp", "state", "established"], capture_output=True, text=True, check=True
     ).stdout
-    return sum(
-        int(line.split()[0])
-        for line in listing.splitlines()
-        if f"pid={proxy.process.pid}," in line and line.split()[3] == f"127.0.0.1:{node.port}"
-    )
+    address = f"127.0.0.1:{node.port}"
+    waiting = 0
+    for line in listing.splitlines():
+        received, queued, local, peer = line.split()[:4]
+        if f"pid={proxy.process.pid}," in line and peer == address:
+            waiting += int(received)
+        elif local == address:
+            waiting += int(queued)
+    return waiting
 
 
 def _await_throttled(proxy: Proxy, node: DockerNode) -> None:
     """Until the node's output piles up unread in the proxy's socket to it: the proxy has
     stopped reading from the node because its client does not read."""
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 40
     while _unread_from_node(proxy, node) == 0 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _unread_from_node(proxy, node) > 0, "the proxy kept reading for a client that does not"
