@@ -14,6 +14,7 @@ from swarmproxy.local_nodes import DockerNode
 from tests.rig.proxy import ADMIN_TOKEN, Proxy
 from tests.rig.redis import RedisServer
 from tests.rig.waiting import wait_for
+from tests.test_e2e_workers import settle_health
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -109,6 +110,7 @@ def workers(
         server_toml="workers = 2\n",
     )
     try:
+        settle_health()
         yield proxy
     finally:
         proxy.stop()

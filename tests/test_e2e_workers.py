@@ -43,6 +43,13 @@ def connections_of(pid: int, port: int) -> int:
     return count
 
 
+def settle_health() -> None:
+    """A worker serves before its first round of pings: one that has not pinged a node yet
+    neither places nor lists there. Each round is one [health] interval (1 s in the rig);
+    replicas learn the shared health from storage at theirs."""
+    time.sleep(2.5)
+
+
 @pytest.fixture(scope="module")
 def workers(
     nodes: list[DockerNode], redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
@@ -59,9 +66,11 @@ def workers(
     )
     try:
         wait_for(lambda: len(workers_of(proxy)) == 2, timeout=30)
-        # Both listening: a worker still starting takes no connection from the kernel.
+        # Both listening, each having seen every node answer: a worker still starting takes
+        # no connection, and one yet to ping a node neither places nor lists there.
         for index in (0, 1):
             proxy.wait_logged(f"event=serving worker={index}", timeout=30)
+        settle_health()
         yield proxy
     finally:
         proxy.stop()
