@@ -10,7 +10,7 @@ import logging
 import statistics
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -21,6 +21,7 @@ from bench.load import LoadResult, LoadSpec, LoadSummary, summarize
 from bench.proc import CpuMeter, CpuUse, describe_cpu
 from bench.report import Row, Target, make_row, ratio_at_least, ratio_at_most
 from bench.targets import REPO_ROOT, Endpoint
+from bench.wire import host_port
 
 log = logging.getLogger("bench.requests")
 
@@ -36,10 +37,14 @@ class _Measured:
 
 
 async def _rounds(
-    ctx: Context, paths: Callable[[Endpoint], list[str]], concurrency: int, what: str
+    ctx: Context,
+    paths: Callable[[Endpoint], list[str]],
+    concurrency: int,
+    what: str,
+    extra: Sequence[Endpoint] = (),
 ) -> dict[str, _Measured]:
-    """Every target in turn, `rounds` times; each target's runs summarized."""
-    endpoints = ctx.targets.endpoints
+    """Every target (and `extra` ones) in turn, `rounds` times; each one's runs summarized."""
+    endpoints = [*ctx.targets.endpoints, *extra]
     results: dict[str, list[LoadResult]] = {e.label: [] for e in endpoints}
     cpu: dict[str, list[CpuUse]] = {e.label: [] for e in endpoints}
 
@@ -129,15 +134,16 @@ def _spread(values: list[float]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _canned_server() -> AsyncIterator[tuple[str, int]]:
+async def _helper_server(module: str, *args: str) -> AsyncIterator[tuple[str, int]]:
+    """A server of the bench's own (bench.sink, bench.relay): its URL and pid."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.sink", stdout=subprocess.PIPE, cwd=REPO_ROOT
+        sys.executable, "-m", module, *args, stdout=subprocess.PIPE, cwd=REPO_ROOT
     )
     try:
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 30)
         if not line:
-            raise RuntimeError("bench.sink exited before serving")
+            raise RuntimeError(f"{module} exited before serving")
         yield f"tcp://127.0.0.1:{int(line)}", process.pid
     finally:
         if process.returncode is None:
@@ -151,7 +157,7 @@ async def _canned_server() -> AsyncIterator[tuple[str, int]]:
 
 async def _client_ceiling(ctx: Context, concurrency: int) -> tuple[float, list[CpuUse]]:
     rates, cpu = [], []
-    async with _canned_server() as (url, pid):
+    async with _helper_server("bench.sink") as (url, pid):
         for _ in range(ctx.settings.ceiling_runs):
             spec = LoadSpec(
                 url=url,
@@ -214,17 +220,41 @@ async def measure_inspect(ctx: Context) -> list[Row]:
         await ctx.direct_api.inspect(container_id)
         path = f"{api_prefix}/containers/{container_id}/json"
         rows: list[Row] = []
-        for concurrency in ctx.settings.concurrencies:
-            goals = {"p50": ratio_at_most(1.5)} if concurrency == 1 else {}
-            if concurrency > 1:
-                goals["rate"] = ratio_at_least(0.6)
-            measured = await _rounds(ctx, lambda _: [path], concurrency, "inspect")
-            note = (
-                f"one running `sleep` container made through the proxy, pinned to "
-                f"{ctx.targets.node_name} (the direct node); both inspect it by full ID"
-            )
-            rows += _rows("GET /containers/{id}/json", concurrency, measured, ctx, goals, note)
+        host, port = host_port(ctx.targets.direct.url)
+        async with _helper_server("bench.relay", host, str(port)) as (url, pid):
+            relay = Endpoint(RELAY, url, via_proxy=False, pid=pid)
+            for concurrency in ctx.settings.concurrencies:
+                goals = {"p50": ratio_at_most(1.5)} if concurrency == 1 else {}
+                if concurrency > 1:
+                    goals["rate"] = ratio_at_least(0.6)
+                measured = await _rounds(ctx, lambda _: [path], concurrency, "inspect", [relay])
+                note = (
+                    f"one running `sleep` container made through the proxy, pinned to "
+                    f"{ctx.targets.node_name} (the direct node); both inspect it by full ID"
+                )
+                name = "GET /containers/{id}/json"
+                rows += _rows(name, concurrency, measured, ctx, goals, note)
+                rows += _floor_rows(f"{name} c={concurrency}", measured, ctx)
     return rows
+
+
+RELAY = "bare relay"
+
+
+def _floor_rows(name: str, measured: dict[str, _Measured], ctx: Context) -> list[Row]:
+    """The same inspects through bench.relay: what the extra hop costs by itself."""
+    direct, relay = measured[ctx.targets.direct.label], measured[RELAY]
+    d, r = direct.summary, relay.summary
+    note = (
+        "not the proxy: a bare TCP relay (bench/relay.py, uvloop, no parsing) in front of "
+        "the direct node, in the same rounds: the cost of one more hop by itself on this "
+        f"machine, the floor under any proxy's ratio; rounds {_spread(r.rates)} req/s; CPU "
+        f"{describe_cpu(relay.cpu, 'relay')}"
+    )
+    return [
+        make_row(f"{name} [{RELAY}]", "p50 latency", d.p50_ms, r.p50_ms, "ms", None, note),
+        make_row(f"{name} [{RELAY}]", "throughput", d.rate, r.rate, "req/s", None),
+    ]
 
 
 async def _count_by_node(ctx: Context, label: str) -> str:

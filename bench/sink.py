@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from typing import cast
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 import uvloop
 
@@ -39,9 +40,11 @@ class _Canned(asyncio.Protocol):
             self.transport.write(_ANSWER * heads)
 
 
-async def serve() -> None:
+async def serve_on_loopback(factory: Callable[[], asyncio.Protocol]) -> None:
+    """Serve `factory`'s protocol on a free loopback port, written on stdout, until SIGTERM:
+    how the bench's helper servers (this one, bench.relay) run."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(_Canned, "127.0.0.1", 0)
+    server = await loop.create_server(factory, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     sys.stdout.write(f"{port}\n")
     sys.stdout.flush()
@@ -51,6 +54,10 @@ async def serve() -> None:
         await stop.wait()
 
 
-if __name__ == "__main__":
+def run(server: Coroutine[Any, Any, None]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    uvloop.run(serve())
+    uvloop.run(server)
+
+
+if __name__ == "__main__":
+    run(serve_on_loopback(_Canned))

@@ -21,6 +21,7 @@ from yarl import URL
 
 from swarmproxy.cluster.health import NodeHealth
 from swarmproxy.errors import NodeUnavailable
+from swarmproxy.lean_client import LeanClient
 from swarmproxy.tls import NodeTLS, open_tls_connection
 
 # Transport failures: the node, not the request, is at fault.
@@ -116,6 +117,7 @@ class NodeClient:
             timeout=_UNBOUNDED,
         )
         self.docker = aiodocker.Docker(url=self.base_url, connector=connector, session=self.session)
+        self.lean = LeanClient(self.host, self.port, self.socket_path, self.ssl_context)
 
     def unavailable(self, error: BaseException, operation: str = "") -> NodeUnavailable:
         """The node failed `operation` (`GET /containers/…/logs`): counted on its health,
@@ -233,5 +235,6 @@ class NodeClient:
         return result
 
     async def close(self) -> None:
+        self.lean.close()
         await self.docker.close()
         await self.session.close()

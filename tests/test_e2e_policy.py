@@ -70,7 +70,7 @@ def test_docker_run_privileged_is_refused(guarded: Proxy) -> None:
     assert PRIVILEGED in result.stderr
     body = {"Image": "busybox", "HostConfig": {"Privileged": True}}
     assert refusal(guarded, "POST", "/v1.41/containers/create", body) == PRIVILEGED
-    assert "rule=allow_privileged" in guarded.log_tail()
+    guarded.wait_logged("rule=allow_privileged")
 
 
 def test_docker_run_with_the_hosts_root_mounted_is_refused(guarded: Proxy) -> None:

@@ -166,6 +166,7 @@ async def serve(
     runner = connections.ProxyRunner(
         app,
         config.server,
+        fast_lane=True,
         handler_cancellation=True,
         access_log=None,
         shutdown_timeout=config.server.shutdown_timeout,

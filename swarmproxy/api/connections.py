@@ -12,6 +12,7 @@ as dockerd does (Go's ReadHeaderTimeout): a close, with no answer, since no requ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -20,6 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
 
+from swarmproxy.api.fast_lane import FastLane, Lane
 from swarmproxy.config import ServerConfig
 from swarmproxy.log import log_event
 
@@ -31,27 +33,90 @@ class Connection(RequestHandler):
     alive connection from the first byte of the next request; `request_started` and
     `request_done` (called by the `heads` middleware) say when the proxy is busy with one."""
 
-    def __init__(self, manager: web.Server, *, head_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        manager: web.Server,
+        *,
+        head_timeout: float,
+        lane: FastLane | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(manager, **kwargs)
         self._head_timeout = head_timeout
         self._head_timer: asyncio.TimerHandle | None = None
         # Between requests, with nothing of the next one received: aiohttp's keep-alive
         # timeout covers that time, and the next byte starts the head's.
         self._between_requests = False
+        self._shared_lane = lane
+        self._lane: Lane | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._await_head()
+        if self._shared_lane is not None:
+            self._lane = Lane(
+                self._shared_lane,
+                transport,  # type: ignore[arg-type]
+                self._leave_lane,
+                self.request_started,
+                self._lane_request_done,
+            )
+            # aiohttp sees no request while the lane serves: the lane keeps the idle
+            # timeout until it hands the connection over.
+            if self._keepalive_handle is not None:
+                self._keepalive_handle.cancel()
+                self._keepalive_handle = None
 
     def data_received(self, data: bytes) -> None:
         if self._between_requests and data:
             self._between_requests = False
             self._await_head()
+        if self._lane is not None:
+            self._stop_idle_timer()
+            self._lane.feed(data)
+            return
         super().data_received(data)
+
+    def _leave_lane(self, pending: bytes) -> None:
+        self._lane = None
+        self._stop_idle_timer()
+        if pending:
+            super().data_received(pending)
+        else:
+            # Nothing of a next request yet: aiohttp's idle timeout takes over.
+            self._keepalive_handle = self._loop.call_later(
+                self._keepalive_timeout, self._process_keepalive
+            )
+            self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+
+    def _lane_request_done(self) -> None:
+        self.request_done()
+        self._stop_idle_timer()
+        self._idle_timer = self._loop.call_later(self._keepalive_timeout, self.force_close)
+
+    def _stop_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._stop_head_timer()
+        self._stop_idle_timer()
+        if self._lane is not None:
+            self._lane.close()
         super().connection_lost(exc)
+
+    async def shutdown(self, timeout: float | None = 15.0) -> None:
+        lane = self._lane
+        if lane is not None:
+            # An inspect under way is answered before the connection is closed.
+            in_flight = lane.in_flight
+            if in_flight is not None:
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(in_flight), timeout)
+            lane.close()
+        await super().shutdown(timeout)
 
     def request_started(self) -> None:
         self._between_requests = False
@@ -70,8 +135,8 @@ class Connection(RequestHandler):
 
     def _await_head(self) -> None:
         self._stop_head_timer()
-        loop = asyncio.get_running_loop()
-        self._head_timer = loop.call_later(self._head_timeout, self._head_timed_out)
+        # The connection's own loop: asyncio.get_running_loop() costs a getpid() a call.
+        self._head_timer = self._loop.call_later(self._head_timeout, self._head_timed_out)
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -84,15 +149,21 @@ class Connection(RequestHandler):
 
 
 class _Server(web.Server):
+    lane: FastLane | None = None
+
     def __call__(self) -> RequestHandler:
         # aiohttp's own __call__ makes a RequestHandler with the runner's settings.
-        return Connection(self, loop=self._loop, **self._kwargs)
+        return Connection(self, loop=self._loop, lane=self.lane, **self._kwargs)
 
 
 class ProxyRunner(web.AppRunner):
-    """An AppRunner whose connections follow the [server] limits."""
+    """An AppRunner whose connections follow the [server] limits; with `fast_lane`, each
+    starts in the fast lane (swarmproxy.api.fast_lane) in front of the application."""
 
-    def __init__(self, app: web.Application, server: ServerConfig, **kwargs: Any) -> None:
+    def __init__(
+        self, app: web.Application, server: ServerConfig, fast_lane: bool = False, **kwargs: Any
+    ) -> None:
+        self._fast_lane = fast_lane
         super().__init__(
             app,
             keepalive_timeout=server.idle_timeout,
@@ -108,6 +179,9 @@ class ProxyRunner(web.AppRunner):
         # it stays as made, but for the protocol it makes per connection. The tests of the
         # head timeout (test_e2e_bad_input.py) say whether a new aiohttp still allows it.
         server.__class__ = _Server
+        assert isinstance(server, _Server)
+        if self._fast_lane:
+            server.lane = FastLane(self.app)
         return server
 
 

@@ -3,7 +3,9 @@ version check, and the daemon's headers on what the proxy answers itself."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import secrets
 import time
 
@@ -13,7 +15,7 @@ from aiohttp.typedefs import Handler
 from swarmproxy import __version__, metrics
 from swarmproxy.api.context import CLUSTER, CONFIG, TARGET_KEY, endpoint_of, json_response
 from swarmproxy.api.forward import NODE_KEY
-from swarmproxy.cluster import versions
+from swarmproxy.cluster import Cluster, versions
 from swarmproxy.errors import DockerError
 from swarmproxy.log import REQUEST_ID, log_event
 from swarmproxy.storage import StorageError
@@ -50,10 +52,33 @@ def _node_name(request: web.Request, response: web.StreamResponse | None) -> str
 
 
 def _request_id(request: web.Request) -> str:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
+    return request_id(request.headers.get(REQUEST_ID_HEADER, ""))
+
+
+def request_id(given: str) -> str:
+    """The ID a request is known by: the client's own (`given`) when it is a sane one."""
     if 0 < len(given) <= _REQUEST_ID_MAX and given.isprintable() and " " not in given:
         return given
-    return secrets.token_hex(8)
+    return _new_ids.next()
+
+
+class _RequestIds:
+    """Sixteen hex digits: eight drawn at random for the process, then a count. Unique
+    without a random draw (a getrandom() call) per request; drawn again in a forked worker."""
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        self._prefix = secrets.token_hex(4)
+        self._count = itertools.count(secrets.randbelow(1 << 32))
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._count) & 0xFFFFFFFF:08x}"
+
+
+_new_ids = _RequestIds()
+os.register_at_fork(after_in_child=_new_ids.reseed)
 
 
 @web.middleware
@@ -67,23 +92,34 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         response = await handler(request)
         return response
     finally:
-        took = time.perf_counter() - started
-        status = response.status if response is not None else "aborted"
-        node = _node_name(request, response)
-        log_event(
-            log,
-            logging.INFO,
-            "request",
-            method=request.method,
-            path=request.path_qs,
-            status=status,
-            node=node,
-            duration_ms=round(took * 1000, 1),
+        note_request(
+            request.method,
+            request.path_qs,
+            endpoint_of(request) or "unmatched",
+            response.status if response is not None else "aborted",
+            _node_name(request, response),
+            time.perf_counter() - started,
         )
         REQUEST_ID.reset(token)
-        endpoint = endpoint_of(request) or "unmatched"
-        metrics.REQUESTS.labels(endpoint, request.method, str(status), node).inc()
-        metrics.REQUEST_SECONDS.labels(endpoint, request.method).observe(took)
+
+
+def note_request(
+    method: str, path: str, endpoint: str, status: int | str, node: str, took: float
+) -> None:
+    """A request's line in the log (under its request ID) and its count in the metrics,
+    however it was served."""
+    log_event(
+        log,
+        logging.INFO,
+        "request",
+        method=method,
+        path=path,
+        status=status,
+        node=node,
+        duration_ms=round(took * 1000, 1),
+    )
+    metrics.REQUESTS.labels(endpoint, method, str(status), node).inc()
+    metrics.REQUEST_SECONDS.labels(endpoint, method).observe(took)
 
 
 def _cut(request: web.Request, error: Exception) -> None:
@@ -180,8 +216,15 @@ async def daemon_headers(request: web.Request, response: web.StreamResponse) -> 
         response.headers[REQUEST_ID_HEADER] = request[_REQUEST_ID_KEY]
     if NODE_KEY in response:
         return
-    cluster = request.app[CLUSTER]
     response.headers["Server"] = SERVER
-    response.headers.setdefault("Api-Version", cluster.api_version)
-    response.headers.setdefault("Docker-Experimental", "false")
-    response.headers.setdefault("Ostype", "linux")
+    for name, value in own_headers(request.app[CLUSTER]):
+        response.headers.setdefault(name, value)
+
+
+def own_headers(cluster: Cluster) -> tuple[tuple[str, str], ...]:
+    """The daemon's headers on an answer of the proxy's own, beside Server."""
+    return (
+        ("Api-Version", cluster.api_version),
+        ("Docker-Experimental", "false"),
+        ("Ostype", "linux"),
+    )

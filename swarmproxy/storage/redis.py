@@ -837,7 +837,7 @@ def _connect_sentinel(url: str) -> _Connection:
     # rediss+sentinel: TLS to the sentinels as to the master.
     sentinel_options.update((k, v) for k, v in options.items() if k.startswith("ssl"))
     # redis-py's Sentinel carries no annotations.
-    sentinel = Sentinel(parsed.hosts, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(parsed.hosts, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call,unused-ignore]
     master = path[0]
     defaults = _client_options(_FAILOVER_RETRIES, EqualJitterBackoff(cap=1.0, base=0.25))
     defaults["connection_class"] = _MasterSSLConnection if options.get("ssl") else _MasterConnection

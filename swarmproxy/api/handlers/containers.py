@@ -123,15 +123,20 @@ async def prune(request: web.Request) -> web.Response:
     return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 
+def with_node(node: Node, status: int, payload: bytes) -> bytes | None:
+    """A container's inspect with its node in it (classic Swarm's `Node`), spliced in
+    without re-encoding the daemon's JSON; None for an answer that is no inspect."""
+    if status != 200 or not payload.startswith(b"{"):
+        return None
+    described = json.dumps(node.describe(), separators=(",", ":")).encode()
+    return b'{"Node":' + described + b"," + payload[1:]
+
+
 async def inspect(request: web.Request) -> web.StreamResponse:
     target = target_of(request)
 
     async def learn(status: int, payload: bytes) -> bytes | None:
-        if status != 200 or not payload.startswith(b"{"):
-            return None
-        # Splice the node in (classic Swarm's `Node`) without re-encoding the daemon's JSON.
-        node = json.dumps(target.node.describe(), separators=(",", ":")).encode()
-        return b'{"Node":' + node + b"," + payload[1:]
+        return with_node(target.node, status, payload)
 
     # It only reads: nothing to settle when its client goes away.
     return await _exchange(request, target.node, target.path, learn, settle=False)
