@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -51,6 +51,25 @@ REQUEST_SECONDS = Histogram(
     ["endpoint", "method"],
     buckets=_LATENCY_BUCKETS,
 )
+# The labelled children, by their labels: labels() checks and looks them up under a lock at
+# every call, a few microseconds of every request. Bounded as prometheus-client's own table
+# of them is: by endpoints, methods, statuses and nodes.
+_answered: dict[tuple[str, str, str, str], Any] = {}
+_timed: dict[tuple[str, str], Any] = {}
+
+
+def count_request(endpoint: str, method: str, status: str, node: str, took: float) -> None:
+    key = (endpoint, method, status, node)
+    counter = _answered.get(key)
+    if counter is None:
+        counter = _answered[key] = REQUESTS.labels(*key)
+    counter.inc()
+    timed = _timed.get((endpoint, method))
+    if timed is None:
+        timed = _timed[endpoint, method] = REQUEST_SECONDS.labels(endpoint, method)
+    timed.observe(took)
+
+
 STREAMED_BYTES = Counter(
     "swarmproxy_streamed_bytes",
     "Bytes streamed through the proxy, towards the client or towards a node",

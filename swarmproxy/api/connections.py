@@ -49,6 +49,9 @@ class Connection(RequestHandler):
         self._between_requests = False
         self._shared_lane = lane
         self._lane: Lane | None = None
+        # In the lane: since when the connection is idle (None while a request is under way
+        # or coming), and the one timer that checks it, re-armed only when it fires early.
+        self._idle_since: float | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -69,19 +72,28 @@ class Connection(RequestHandler):
                 self._keepalive_handle = None
 
     def data_received(self, data: bytes) -> None:
+        lane = self._lane
+        if lane is not None:
+            self._idle_since = None
+            lane.feed(data)
+            # Timed only when a head is left half received: most come whole, and are
+            # answered before any timer would be worth arming.
+            if self._lane is not None and lane.awaiting_head and self._head_timer is None:
+                self._await_head()
+            return
         if self._between_requests and data:
             self._between_requests = False
             self._await_head()
-        if self._lane is not None:
-            self._stop_idle_timer()
-            self._lane.feed(data)
-            return
         super().data_received(data)
 
     def _leave_lane(self, pending: bytes) -> None:
         self._lane = None
         self._stop_idle_timer()
         if pending:
+            # The head timer runs until aiohttp has the head (the `heads` middleware).
+            self._between_requests = False
+            if self._head_timer is None:
+                self._await_head()
             super().data_received(pending)
         else:
             # Nothing of a next request yet: aiohttp's idle timeout takes over.
@@ -92,8 +104,27 @@ class Connection(RequestHandler):
 
     def _lane_request_done(self) -> None:
         self.request_done()
-        self._stop_idle_timer()
-        self._idle_timer = self._loop.call_later(self._keepalive_timeout, self.force_close)
+        lane = self._lane
+        if lane is not None and lane.awaiting_head and self._head_timer is None:
+            # What was sent behind the request answered: its head is timed from now.
+            self._await_head()
+        since = self._idle_since = self._loop.time()
+        if self._idle_timer is None:
+            self._idle_timer = self._loop.call_at(
+                since + self._keepalive_timeout, self._lane_idle_check
+            )
+
+    def _lane_idle_check(self) -> None:
+        self._idle_timer = None
+        since = self._idle_since
+        if self._lane is None or since is None:
+            # Busy: the request under way arms the timer again when it is answered.
+            return
+        due = since + self._keepalive_timeout
+        if self._loop.time() < due:
+            self._idle_timer = self._loop.call_at(due, self._lane_idle_check)
+        else:
+            self.force_close()
 
     def _stop_idle_timer(self) -> None:
         if self._idle_timer is not None:

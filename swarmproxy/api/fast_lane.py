@@ -201,6 +201,11 @@ class Lane:
     def in_flight(self) -> asyncio.Task[None] | None:
         return self._task
 
+    @property
+    def awaiting_head(self) -> bool:
+        """Part of a head is here, and no request is under way."""
+        return self._task is None and bool(self._buffer)
+
     def feed(self, data: bytes) -> None:
         self._buffer += data
         if self._task is None:

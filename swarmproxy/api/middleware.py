@@ -118,8 +118,7 @@ def note_request(
         node=node,
         duration_ms=round(took * 1000, 1),
     )
-    metrics.REQUESTS.labels(endpoint, method, str(status), node).inc()
-    metrics.REQUEST_SECONDS.labels(endpoint, method).observe(took)
+    metrics.count_request(endpoint, method, str(status), node, took)
 
 
 def _cut(request: web.Request, error: Exception) -> None:
