@@ -70,6 +70,12 @@ def count_request(endpoint: str, method: str, status: str, node: str, took: floa
     timed.observe(took)
 
 
+FAST_LANE = Counter(
+    "swarmproxy_fast_lane_answers",
+    "Docker API requests answered in the fast lane (swarmproxy.api.fast_lane), by endpoint; "
+    "each is counted in swarmproxy_requests too",
+    ["endpoint"],
+)
 STREAMED_BYTES = Counter(
     "swarmproxy_streamed_bytes",
     "Bytes streamed through the proxy, towards the client or towards a node",

@@ -14,6 +14,7 @@ import pytest
 
 from swarmproxy.local_nodes import DockerNode
 from tests.rig.proxy import Proxy, serving
+from tests.test_e2e_metrics import scrape, total
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -234,3 +235,28 @@ def test_a_policy_in_force_judges_what_the_lane_would_have_answered(
         answer = exchange(proxy, head("GET", f"/containers/{container_id}/json"), full_path=False)
     assert answer.status == 403, answer.body
     assert b"GET /containers/*/json" in answer.body
+
+
+def test_the_lane_counts_what_it_answers_and_docker_py_takes_it(
+    nodes: list[DockerNode], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Answers in the lane are counted apart (and in the request counts, as any); the full
+    path's are not. requests (docker-py) says `Connection: keep-alive`: still the lane's."""
+    with serving(tmp_path_factory.mktemp("lane-counted"), nodes) as proxy:
+        container_id = proxy.docker("create", "busybox", "true").stdout.strip()
+        _, _, before = scrape(proxy)
+        for _ in range(3):
+            exchange(proxy, head("GET", "/_ping", "Connection: keep-alive"), full_path=False)
+            exchange(proxy, head("GET", f"/containers/{container_id}/json"), full_path=False)
+            exchange(proxy, head("GET", "/_ping"), full_path=True)
+        _, _, after = scrape(proxy)
+
+    def grew(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    lane = "swarmproxy_fast_lane_answers_total"
+    assert grew(lane, endpoint="/_ping") == 3
+    assert grew(lane, endpoint="/containers/{id}/json") == 3
+    requests = "swarmproxy_requests_total"
+    assert grew(requests, endpoint="/_ping", status="200") == 6
+    assert grew(requests, endpoint="/containers/{id}/json", status="200") == 3

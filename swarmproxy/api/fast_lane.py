@@ -28,6 +28,7 @@ from typing import Literal
 
 from aiohttp import web
 
+from swarmproxy import metrics
 from swarmproxy.api.context import CLUSTER, CONFIG
 from swarmproxy.api.forward import HOP_BY_HOP
 from swarmproxy.api.handlers.containers import with_node
@@ -64,6 +65,7 @@ _PING_FIELDS: Fields = (
     ("Content-Type", "text/plain; charset=utf-8"),
     ("Content-Length", "2"),
 )
+_LANE_COUNTS = {e: metrics.FAST_LANE.labels(e) for e in ("/_ping", "/containers/{id}/json")}
 # Written to the client while it reads nothing, past this the rest goes to aiohttp, which
 # waits for the client to drain.
 _WRITE_LIMIT = 1024 * 1024
@@ -106,7 +108,10 @@ def _read_head(buffer: bytes | bytearray, limit: int) -> _Head | Literal[False] 
         if not colon or not _TOKEN.fullmatch(name):
             return False
         lowered = name.lower()
-        if lowered in _NOT_FOR_THE_LANE:
+        if lowered in _NOT_FOR_THE_LANE and not (
+            # What HTTP/1.1 means anyway, and what requests (docker-py) sends every time.
+            lowered == b"connection" and value.strip().lower() == b"keep-alive"
+        ):
             return False
         if lowered == _REQUEST_ID_NAME:
             request_id = value.strip().decode("latin-1")
@@ -333,6 +338,7 @@ def _note(
 ) -> None:
     target = head.path + (b"?" + head.query if head.query else b"")
     token = REQUEST_ID.set(request_id)
+    _LANE_COUNTS[endpoint].inc()
     note_request(
         head.method.decode(),
         target.decode("latin-1"),
