@@ -260,3 +260,106 @@ def test_the_lane_counts_what_it_answers_and_docker_py_takes_it(
     requests = "swarmproxy_requests_total"
     assert grew(requests, endpoint="/_ping", status="200") == 6
     assert grew(requests, endpoint="/containers/{id}/json", status="200") == 3
+
+
+def read_streamed(sock: socket.socket) -> tuple[Answer, bytes]:
+    """A chunked 200 read to its last chunk: its head, and its body de-chunked."""
+    data = b""
+    sock.settimeout(30)
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    end = data.index(b"\r\n\r\n")
+    lines = data[:end].decode("latin-1").split("\r\n")
+    headers = [tuple(line.split(": ", 1)) for line in lines[1:]]
+    answer = Answer(int(lines[0].split(" ")[1]), headers, b"")  # type: ignore[arg-type]
+    rest, body = data[end + 4 :], b""
+    while True:
+        while b"\r\n" not in rest:
+            more = sock.recv(65536)
+            assert more, "cut before the last chunk"
+            rest += more
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        while len(rest) < size + 2:
+            more = sock.recv(65536)
+            assert more, "cut inside a chunk"
+            rest += more
+        if size == 0:
+            return answer, body
+        body, rest = body + rest[:size], rest[size + 2 :]
+
+
+def test_logs_in_the_lane_are_the_full_paths_and_the_connection_goes_on(
+    proxy: Proxy, running: tuple[str, str]
+) -> None:
+    name = f"lane-logs-{uuid.uuid4().hex[:8]}"
+    script = "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done; echo err >&2"
+    proxy.docker("run", "--name", name, "busybox", "sh", "-c", script)
+    try:
+        request = head("GET", f"/v1.41/containers/{name}/logs?stdout=1&stderr=1&timestamps=0")
+        with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+            sock.sendall(request)
+            lane, lane_body = read_streamed(sock)
+            # The same connection serves on, in the lane.
+            sock.sendall(head("GET", "/_ping"))
+            assert read_answers(sock, 1)[0].body == b"OK"
+        with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+            sock.sendall(TO_THE_FULL_PATH)
+            read_answers(sock, 1)
+            sock.sendall(request)
+            full, full_body = read_streamed(sock)
+        # The lane passes the daemon's own answer on: its headers are the node's.
+        address = proxy.json("GET", f"/containers/{name}/json")[1]["Node"]["Addr"]
+        host, _, port = address.removeprefix("tcp://").rpartition(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(request)
+            daemon, daemon_body = read_streamed(sock)
+        assert lane.status == full.status == daemon.status == 200
+        assert lane.fixed_headers() == daemon.fixed_headers()
+        # aiohttp's own default, which the daemon does not send, is the full path's one extra.
+        unlabelled = ("content-type", "application/octet-stream")
+        assert [h for h in full.fixed_headers() if h != unlabelled] == lane.fixed_headers()
+        assert lane_body == full_body == daemon_body
+        assert b"line 2999\n" in lane_body and b"err\n" in lane_body
+        # And as the docker CLI reads it.
+        logged = proxy.docker("logs", name)
+        assert logged.stdout.splitlines()[-1] == "line 2999" and logged.stderr == "err\n"
+    finally:
+        proxy.docker("rm", "-f", name, check=False)
+
+
+def test_logs_follow_in_the_lane_streams_as_written_and_ends_with_the_container(
+    proxy: Proxy,
+) -> None:
+    name = f"lane-follow-{uuid.uuid4().hex[:8]}"
+    proxy.docker(
+        "run", "-d", "--name", name, "busybox", "sh", "-c",
+        "echo first; sleep 2; echo second",
+    )  # fmt: skip
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+            sock.sendall(head("GET", f"/containers/{name}/logs?stdout=1&follow=1"))
+            sock.settimeout(10)
+            seen = b""
+            started = time.monotonic()
+            while b"first" not in seen:
+                seen += sock.recv(65536)
+            # The first line arrives before the container has written the second.
+            assert time.monotonic() - started < 1.5
+            while not seen.endswith(b"0\r\n\r\n"):
+                more = sock.recv(65536)
+                assert more, seen
+                seen += more
+            assert b"second" in seen
+    finally:
+        proxy.docker("rm", "-f", name, check=False)
+
+
+def test_a_logs_request_the_lane_cannot_stream_is_the_full_paths(proxy: Proxy) -> None:
+    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        sock.sendall(head("GET", "/containers/no-such-thing-here/logs?stdout=1"))
+        (answer,) = read_answers(sock, 1)
+    assert answer.status == 404
+    assert json.loads(answer.body) == {"message": "No such container: no-such-thing-here"}

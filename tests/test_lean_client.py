@@ -8,7 +8,7 @@ import contextlib
 
 import pytest
 
-from swarmproxy.lean_client import LeanCallFailed, LeanClient, _parse
+from swarmproxy.lean_client import Framing, LeanCallFailed, LeanClient, _parse, _parse_head
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 
@@ -92,3 +92,41 @@ async def test_a_node_that_refuses_the_connection_fails_the_call() -> None:
     await server.wait_closed()
     with pytest.raises(LeanCallFailed):
         await LeanClient("127.0.0.1", port).get(b"/x", [])
+
+
+def framing(head: bytes) -> Framing:
+    parsed = _parse_head(bytearray(head))
+    assert parsed is not None
+    return Framing(parsed)
+
+
+def test_the_framing_of_a_chunked_body_fed_in_any_pieces() -> None:
+    body = b"5\r\nhello\r\n1;ext=1\r\n \r\n6\r\nworld!\r\n0\r\n\r\n"
+    for piece in (1, 2, 3, 7, len(body)):
+        tracked = framing(HEAD + b"Transfer-Encoding: chunked\r\n\r\n")
+        for at in range(0, len(body), piece):
+            assert not tracked.done
+            tracked.feed(body[at : at + piece])
+        assert tracked.done, piece
+
+
+def test_the_framing_of_a_body_with_a_length_or_none() -> None:
+    tracked = framing(HEAD + b"Content-Length: 4\r\n\r\n")
+    tracked.feed(b"ab")
+    assert not tracked.done
+    tracked.feed(b"cd")
+    assert tracked.done
+    assert framing(b"HTTP/1.1 204 No Content\r\n\r\n").done
+
+
+@pytest.mark.parametrize(
+    "head, body",
+    [
+        (HEAD + b"Content-Length: 2\r\n\r\n", b"abc"),
+        (HEAD + b"Transfer-Encoding: chunked\r\n\r\n", b"1\r\na\r\n0\r\n\r\nextra"),
+        (HEAD + b"Transfer-Encoding: chunked\r\n\r\n", b"zz\r\n"),
+    ],
+)
+def test_the_framing_refuses_what_is_past_or_outside_the_answer(head: bytes, body: bytes) -> None:
+    with pytest.raises(LeanCallFailed):
+        framing(head).feed(body)

@@ -131,6 +131,16 @@ class Connection(RequestHandler):
             self._idle_timer.cancel()
             self._idle_timer = None
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._lane is not None:
+            self._lane.client_paused()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._lane is not None:
+            self._lane.client_resumed()
+
     def connection_lost(self, exc: BaseException | None) -> None:
         self._stop_head_timer()
         self._stop_idle_timer()

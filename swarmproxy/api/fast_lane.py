@@ -33,6 +33,7 @@ from swarmproxy.api.context import CLUSTER, CONFIG
 from swarmproxy.api.forward import HOP_BY_HOP
 from swarmproxy.api.handlers.containers import with_node
 from swarmproxy.api.handlers.system import PING_HEADERS
+from swarmproxy.api.lane_streams import NodeRelay
 from swarmproxy.api.middleware import (
     REQUEST_ID_HEADER,
     SERVER,
@@ -48,8 +49,9 @@ from swarmproxy.log import REQUEST_ID, log_event
 log = logging.getLogger("swarmproxy.http")
 
 _VERSIONED = re.compile(rb"/v([0-9]+\.[0-9]+)(/.*)")
-# A reference the full path's router would take as it is: no escapes, no dot segments.
-_INSPECT = re.compile(rb"/containers/([A-Za-z0-9][A-Za-z0-9_.-]*)/json")
+# A reference the full path's router would take as it is: no escapes, no dot segments;
+# an inspect, or a logs stream.
+_ROUTED = re.compile(rb"/containers/([A-Za-z0-9][A-Za-z0-9_.-]*)/(json|logs)")
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # A control character in a head, but for the CRLF that ends each line.
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
@@ -65,7 +67,10 @@ _PING_FIELDS: Fields = (
     ("Content-Type", "text/plain; charset=utf-8"),
     ("Content-Length", "2"),
 )
-_LANE_COUNTS = {e: metrics.FAST_LANE.labels(e) for e in ("/_ping", "/containers/{id}/json")}
+_LANE_COUNTS = {
+    e: metrics.FAST_LANE.labels(e)
+    for e in ("/_ping", "/containers/{id}/json", "/containers/{id}/logs")
+}
 # Written to the client while it reads nothing, past this the rest goes to aiohttp, which
 # waits for the client to drain.
 _WRITE_LIMIT = 1024 * 1024
@@ -200,6 +205,7 @@ class Lane:
         self._idle = idle
         self._buffer = bytearray()
         self._task: asyncio.Task[None] | None = None
+        self._relay: NodeRelay | None = None
         self._closed = False
 
     @property
@@ -246,12 +252,14 @@ class Lane:
                 self._ping(head)
                 self._idle()
                 continue
-            inspected = _INSPECT.fullmatch(path) if head.method == b"GET" else None
-            if inspected is None:
+            routed = _ROUTED.fullmatch(path) if head.method == b"GET" else None
+            if routed is None:
                 self._leave()
                 return
             self._busy()
-            self._task = asyncio.ensure_future(self._inspect(head, version, inspected.group(1)))
+            ref, view = routed.group(1), routed.group(2)
+            work = self._inspect if view == b"json" else self._stream
+            self._task = asyncio.ensure_future(work(head, version, ref))
             return
 
     def _leave(self) -> None:
@@ -302,12 +310,7 @@ class Lane:
         self, head: _Head, version: bytes, ref: bytes, request_id: str
     ) -> tuple[bytes | None, str]:
         container_id, node = await self._shared.cluster.route_container(ref.decode())
-        target = b"/containers/" + container_id.encode() + b"/json"
-        if version:
-            target = b"/v" + version + target
-        if head.query:
-            target += b"?" + head.query
-        lines = [line for line in head.lines if _name(line) not in _HOP_BY_HOP]
+        target, lines = _upstream(head, version, container_id, b"json")
         try:
             answer = await node.client.lean.get(target, lines)
         except LeanCallFailed:
@@ -316,13 +319,86 @@ class Lane:
         body = with_node(node, answer.status, answer.body)
         if body is None:
             return None, ""
-        out = [b"HTTP/1.1 200 OK\r\n"]
-        for line in answer.header_lines:
-            if _name(line) not in _HOP_BY_HOP:
-                out += [line, b"\r\n"]
-        out += [b"Content-Length: ", str(len(body)).encode(), b"\r\n"]
-        out += [REQUEST_ID_HEADER.encode(), b": ", request_id.encode(), b"\r\n\r\n", body]
-        return b"".join(out), node.name
+        framing = b"Content-Length: " + str(len(body)).encode()
+        return _node_head(answer.header_lines, framing, request_id) + body, node.name
+
+    async def _stream(self, head: _Head, version: bytes, ref: bytes) -> None:
+        started = time.perf_counter()
+        request_id = _request_id(head)
+        REQUEST_ID.set(request_id)
+        relay = self._relay = NodeRelay(self._transport)
+        cut: LeanCallFailed | None = None
+        try:
+            try:
+                container_id, node = await self._shared.cluster.route_container(ref.decode())
+                target, lines = _upstream(head, version, container_id, b"logs")
+                answer = await relay.open(node.client.lean, target, lines)
+            except Exception as e:
+                log_event(log, logging.DEBUG, "fast lane left", why=str(e) or type(e).__name__)
+                answer = None
+            if answer is None or answer.status != 200:
+                # The full path asks again, and answers whatever this was.
+                relay.close()
+                self._task = None
+                if not self._closed:
+                    self._leave()
+                return
+            node.client.health.record_success()
+            del self._buffer[: head.end]
+            framing = (
+                b"Transfer-Encoding: chunked"
+                if answer.chunked
+                else b"Content-Length: " + str(answer.length or 0).encode()
+            )
+            cut = await relay.pump(_node_head(answer.header_lines, framing, request_id))
+        finally:
+            relay.close()
+            self._relay = None
+            self._task = None
+        if cut is not None:
+            # As the full path does: the status is sent, so the client sees a cut stream.
+            node.client.unavailable(cut, f"GET {target.partition(b'?')[0].decode()}")
+            log_event(
+                log, logging.WARNING, "stream failed", path=head.path.decode(), error=str(cut)
+            )
+            self._transport.close()
+        _note(head, "/containers/{id}/logs", 200, node.name, started, request_id)
+        if self._closed or self._transport.is_closing():
+            return
+        self._idle()
+        self._serve()
+
+    def client_paused(self) -> None:
+        if self._relay is not None:
+            self._relay.client_paused()
+
+    def client_resumed(self) -> None:
+        if self._relay is not None:
+            self._relay.client_resumed()
+
+
+def _upstream(
+    head: _Head, version: bytes, container_id: str, view: bytes
+) -> tuple[bytes, list[bytes]]:
+    """What the node is asked: the path under the client's version prefix with its raw
+    query, and the client's header lines but the hop-by-hop ones."""
+    target = b"/containers/" + container_id.encode() + b"/" + view
+    if version:
+        target = b"/v" + version + target
+    if head.query:
+        target += b"?" + head.query
+    return target, [line for line in head.lines if _name(line) not in _HOP_BY_HOP]
+
+
+def _node_head(header_lines: list[bytes], framing: bytes, request_id: str) -> bytes:
+    """A 200's head with the node's own headers, `framing` for its body, and the ID."""
+    out = [b"HTTP/1.1 200 OK\r\n"]
+    for line in header_lines:
+        if _name(line) not in _HOP_BY_HOP:
+            out += [line, b"\r\n"]
+    out += [framing, b"\r\n", REQUEST_ID_HEADER.encode(), b": ", request_id.encode()]
+    out.append(b"\r\n\r\n")
+    return b"".join(out)
 
 
 def _name(line: bytes) -> bytes:
