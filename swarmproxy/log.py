@@ -8,7 +8,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import logging.handlers
 import os
 import re
 import sys

@@ -151,7 +151,7 @@ class Connection(RequestHandler):
     async def shutdown(self, timeout: float | None = 15.0) -> None:
         lane = self._lane
         if lane is not None:
-            # An inspect under way is answered before the connection is closed.
+            # A request under way in the lane ends (a stream: within the timeout) first.
             in_flight = lane.in_flight
             if in_flight is not None:
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):
